@@ -1,0 +1,1 @@
+"""Conformance matrix for WSGI/ASGI bridges (see README.md)."""
