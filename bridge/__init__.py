@@ -6,6 +6,7 @@ private even when it has no leading underscore.
 
 from __future__ import annotations
 
+from bridge.asgi_to_wsgi import AsgiToWsgi
 from bridge.errors import (
     AppProtocolError,
     BridgeError,
@@ -17,18 +18,23 @@ from bridge.errors import (
     ProtocolError,
     ServerProtocolError,
 )
+from bridge.lifespan import LifespanManager
+from bridge.scope import scope_from_environ
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AppProtocolError",
+    "AsgiToWsgi",
     "BridgeError",
     "ClientDisconnected",
     "LifespanError",
+    "LifespanManager",
     "LifespanShutdownFailed",
     "LifespanStartupFailed",
     "LifespanUnsupported",
     "ProtocolError",
     "ServerProtocolError",
     "__version__",
+    "scope_from_environ",
 ]

@@ -48,7 +48,11 @@ _BAD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 # PEP 3333 §The status Argument: "a status code and a reason phrase, in that
 # order and separated by a single space, with no surrounding whitespace or
 # other characters".
-_STATUS = re.compile(r"([1-9][0-9]{2}) (?:[^\s\x00-\x1f\x7f](?:[^\x00-\x08\x0a-\x1f\x7f]*[^\s\x00-\x1f\x7f])?)?\Z")
+_STATUS = re.compile(
+    r"([1-9][0-9]{2}) "  # the code and the single space
+    r"(?:[^\s\x00-\x1f\x7f](?:[^\x00-\x08\x0a-\x1f\x7f]*[^\s\x00-\x1f\x7f])?)?"  # the reason
+    r"\Z"
+)
 
 
 def is_hop_by_hop(name: str) -> bool:

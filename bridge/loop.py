@@ -1,0 +1,242 @@
+"""The private event loop that runs ASGI apps inside a WSGI server.
+
+Rules:
+1. One loop per process and per (backend, backend options), shared by every
+   adapter, started lazily on first use (E11) in a *daemon* thread, so a
+   forgotten adapter never keeps the interpreter alive.
+2. Fork safety: a forked child never touches the parent's loop, whose thread
+   does not exist in the child. ``os.register_at_fork`` forgets every loop in
+   the child and bumps :data:`generation`; the next use starts a fresh loop.
+3. Nothing blocks on the loop from the loop's own thread: that would deadlock,
+   so :meth:`PrivateLoop.check_not_loop_thread` raises instead.
+4. Two ways in from other threads: :attr:`PrivateLoop.call_soon` (the
+   backend's own thread-safe scheduling, one wake-up, no waiting: used per
+   request) and :attr:`PrivateLoop.portal` (anyio's blocking portal: used for
+   the rare calls that need a result, such as lifespan).
+
+Why not ``anyio.from_thread.start_blocking_portal``: it runs the loop in a
+``ThreadPoolExecutor`` worker, which is not a daemon thread and is joined
+*before* ``atexit`` handlers run, so a process with a live loop would hang at
+exit and lifespan shutdown could never run from ``atexit``. We run the same
+:class:`anyio.from_thread.BlockingPortal` in our own daemon thread instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable, Coroutine, Mapping
+from typing import Any
+
+import anyio
+from anyio.from_thread import BlockingPortal
+
+__all__ = ["PrivateLoop", "generation", "get_loop", "stop_all_loops"]
+
+logger = logging.getLogger("bridge.loop")
+
+# Incremented in a forked child; adapters compare it to notice a fork cheaply.
+generation = 0
+
+_loops: dict[tuple[str, tuple[tuple[str, Any], ...]], PrivateLoop] = {}
+_loops_lock = threading.Lock()
+
+
+class PrivateLoop:
+    """An event loop running in a daemon thread, with a task group to spawn into.
+
+    Use :func:`get_loop`; do not construct it directly.
+
+    :param backend: ``"asyncio"`` or ``"trio"``.
+    :param backend_options: passed to :func:`anyio.run`, for instance
+        ``{"use_uvloop": True}`` on asyncio.
+    """
+
+    portal: BlockingPortal
+    """anyio's blocking portal into the loop (calls that wait for a result)."""
+    call_soon: Callable[..., object]
+    """``call_soon(fn, *args)`` runs ``fn(*args)`` on the loop; thread-safe, never waits."""
+    clock: Callable[[], float]
+    """The loop's clock, as ``anyio.current_time()``, callable on the loop outside any task."""
+
+    def __init__(self, backend: str, backend_options: Mapping[str, Any] | None = None) -> None:
+        self.backend = backend
+        self.backend_options = dict(backend_options or {})
+        self.pid = os.getpid()
+        self._spawn_soon: Callable[[Callable[[], Coroutine[Any, Any, object]]], object] | None = (
+            None
+        )
+        self._stop: anyio.Event | None = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(
+            target=self._run, name=f"bridge-loop-{backend}", daemon=True
+        )
+        self.thread_ident: int | None = None
+
+    def start(self) -> None:
+        """Start the thread and wait until the loop accepts work.
+
+        :raises RuntimeError: if the loop could not start (bad backend or options).
+        """
+        self._thread.start()
+        self._ready.wait()
+        if self._error is not None:
+            raise RuntimeError(f"bridge could not start its {self.backend} loop") from self._error
+
+    def _run(self) -> None:
+        self.thread_ident = threading.get_ident()
+        try:
+            anyio.run(self._host, backend=self.backend, backend_options=self.backend_options)
+        except BaseException as exc:
+            self._error = exc
+            logger.exception("bridge %s loop crashed", self.backend)
+        finally:
+            self._ready.set()
+
+    async def _host(self) -> None:
+        self._stop = stop = anyio.Event()
+        try:
+            async with BlockingPortal() as portal:
+                self.portal = portal
+                # Per-request tasks are spawned from a thread-safe callback, where
+                # no task is current; anyio's task groups need one, so spawn with
+                # the backend's own primitives. The tasks themselves use anyio.
+                if self.backend == "trio":
+                    await self._host_trio(stop)
+                else:
+                    await self._host_asyncio(stop)
+                await portal.stop(cancel_remaining=True)
+        finally:
+            self._spawn_soon = None
+
+    async def _host_trio(self, stop: anyio.Event) -> None:
+        import trio
+
+        self.call_soon = trio.lowlevel.current_trio_token().run_sync_soon
+        self.clock = trio.current_time
+        async with trio.open_nursery() as nursery:
+            self._spawn_soon = nursery.start_soon
+            self._ready.set()
+            await stop.wait()
+            nursery.cancel_scope.cancel()
+
+    async def _host_asyncio(self, stop: anyio.Event) -> None:
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        self.call_soon = loop.call_soon_threadsafe
+        self.clock = loop.time
+        tasks: set[asyncio.Task[object]] = set()
+
+        def spawn_soon(func: Callable[[], Coroutine[Any, Any, object]]) -> None:
+            task = loop.create_task(func())
+            tasks.add(task)  # the loop keeps only weak references to tasks
+            task.add_done_callback(tasks.discard)
+
+        self._spawn_soon = spawn_soon
+        self._ready.set()
+        await stop.wait()
+        for task in list(tasks):
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    def spawn(self, func: Callable[[], Coroutine[Any, Any, object]]) -> None:
+        """Start ``func()`` as a task on the loop, from any thread, without waiting.
+
+        ``func`` must handle its own exceptions; only cancellation may escape.
+
+        :raises RuntimeError: if the loop has stopped.
+        """
+        spawn_soon = self._spawn_soon
+        if spawn_soon is None or not self._thread.is_alive():
+            raise RuntimeError(f"bridge's {self.backend} loop is not running")
+        self.call_soon(spawn_soon, func)
+
+    def check_not_loop_thread(self) -> None:
+        """Raise if the caller is the loop's own thread (blocking there deadlocks; E11).
+
+        :raises RuntimeError: when called from the loop thread.
+        """
+        if threading.get_ident() == self.thread_ident:
+            raise RuntimeError(
+                "a WSGI call was made from bridge's own event loop thread; it would "
+                "block the loop it waits for. Call the WSGI app from a worker thread "
+                "(for instance anyio.to_thread.run_sync)."
+            )
+
+    @property
+    def running(self) -> bool:
+        """Whether the loop thread is alive and accepts work."""
+        return self._spawn_soon is not None and self._thread.is_alive()
+
+    def stop(self, timeout: float | None = 10.0) -> None:
+        """Cancel every task on the loop, stop it and join its thread.
+
+        :param timeout: how long to wait for the thread, in seconds.
+        """
+        stop = self._stop
+        if stop is not None and self._thread.is_alive():
+            try:
+                self.call_soon(stop.set)
+            except RuntimeError:  # the loop is already closing
+                logger.debug("bridge %s loop already stopping", self.backend)
+        if self._thread.is_alive() and threading.get_ident() != self.thread_ident:
+            self._thread.join(timeout)
+
+
+def _key(
+    backend: str, options: Mapping[str, Any] | None
+) -> tuple[str, tuple[tuple[str, Any], ...]]:
+    return backend, tuple(sorted((options or {}).items()))
+
+
+def get_loop(
+    backend: str = "asyncio", backend_options: Mapping[str, Any] | None = None
+) -> PrivateLoop:
+    """Return the running private loop for ``backend``, starting it if needed.
+
+    :param backend: ``"asyncio"`` or ``"trio"``.
+    :param backend_options: passed to :func:`anyio.run` (``{"use_uvloop": True}``).
+    :raises ValueError: for an unknown backend.
+    :raises RuntimeError: if the loop cannot start.
+    """
+    if backend not in ("asyncio", "trio"):
+        raise ValueError(f"backend must be 'asyncio' or 'trio', not {backend!r}")
+    key = _key(backend, backend_options)
+    loop = _loops.get(key)
+    if loop is not None and loop.running and loop.pid == os.getpid():
+        return loop
+    with _loops_lock:
+        loop = _loops.get(key)
+        if loop is None or not loop.running or loop.pid != os.getpid():
+            loop = PrivateLoop(backend, backend_options)
+            loop.start()
+            _loops[key] = loop
+        return loop
+
+
+def stop_all_loops(timeout: float | None = 10.0) -> None:
+    """Stop every private loop of this process (tests, and orderly shutdown).
+
+    Adapters still alive start a fresh loop on their next request.
+    """
+    with _loops_lock:
+        loops = list(_loops.values())
+        _loops.clear()
+    for loop in loops:
+        if loop.pid == os.getpid():
+            loop.stop(timeout)
+
+
+def _forget_loops_in_child() -> None:
+    """After ``fork()``: the parent's loop threads do not exist here; never touch them."""
+    global _loops_lock, generation
+    _loops_lock = threading.Lock()  # it may have been held by another thread at fork
+    _loops.clear()
+    generation += 1
+
+
+os.register_at_fork(after_in_child=_forget_loops_in_child)
