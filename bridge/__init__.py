@@ -7,6 +7,7 @@ private even when it has no leading underscore.
 from __future__ import annotations
 
 from bridge.asgi_to_wsgi import AsgiToWsgi
+from bridge.environ import environ_from_scope
 from bridge.errors import (
     AppProtocolError,
     BridgeError,
@@ -20,6 +21,8 @@ from bridge.errors import (
 )
 from bridge.lifespan import LifespanManager
 from bridge.scope import scope_from_environ
+from bridge.wsgi_io import FileWrapper
+from bridge.wsgi_to_asgi import WsgiToAsgi
 
 __version__ = "0.1.0"
 
@@ -28,6 +31,7 @@ __all__ = [
     "AsgiToWsgi",
     "BridgeError",
     "ClientDisconnected",
+    "FileWrapper",
     "LifespanError",
     "LifespanManager",
     "LifespanShutdownFailed",
@@ -35,6 +39,8 @@ __all__ = [
     "LifespanUnsupported",
     "ProtocolError",
     "ServerProtocolError",
+    "WsgiToAsgi",
     "__version__",
+    "environ_from_scope",
     "scope_from_environ",
 ]
