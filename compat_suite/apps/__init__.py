@@ -1,0 +1,25 @@
+"""Real framework apps served in the end-to-end tests, importable as ``module:attr``.
+
+Every module has ``app`` (the framework's own app, in its own protocol) and
+``application`` (that app wrapped by the adapter ``BRIDGE_ADAPTER`` names, for
+servers of the other protocol; see :mod:`compat_suite.adapters`):
+
+- ``flask_app``, ``django_app``, ``hello_wsgi``: WSGI apps; ``application`` is ASGI.
+- ``fastapi_app``, ``hello_asgi``: ASGI apps; ``application`` is WSGI.
+
+All of them answer ``GET /pid`` with the serving process's id, which the memory
+checks use to find the worker.
+"""
+
+#: Chunk size of the streamed downloads and of the upload readers.
+CHUNK_SIZE = 64 * 1024
+
+#: The adapted app of each module, by short name, as servers take it ("module:attr").
+#: flask, django and hello-wsgi run on ASGI servers; fastapi and hello-asgi on WSGI ones.
+TARGETS = {
+    "flask": "compat_suite.apps.flask_app:application",
+    "django": "compat_suite.apps.django_app:application",
+    "hello-wsgi": "compat_suite.apps.hello_wsgi:application",
+    "fastapi": "compat_suite.apps.fastapi_app:application",
+    "hello-asgi": "compat_suite.apps.hello_asgi:application",
+}

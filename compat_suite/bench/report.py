@@ -1,0 +1,297 @@
+"""Turn cell results into the Markdown the README shows: machine, method, tables, ratios.
+
+Every ratio is a *throughput* ratio, row over reference, computed from the
+medians: above 1.00 the row is faster. For "µs/req" that is reference µs over
+row µs, the same number.
+"""
+
+from __future__ import annotations
+
+import datetime
+import importlib.metadata
+import importlib.util
+import os
+import platform
+import sys
+from collections.abc import Iterable, Sequence
+
+from compat_suite.bench.plan import E2E, FLASK_NATIVE_SERVER, IN_PROCESS, Cell
+from compat_suite.bench.runner import CellResult, RunOptions
+from compat_suite.bench.workloads import ASGI_IN_WSGI, WORKLOADS, WSGI_IN_ASGI
+from compat_suite.bench.wrk import wrk_version
+
+__all__ = ["TARGETS", "machine_lines", "render_markdown"]
+
+Key = tuple[str, str, str, str, str]
+_MIB = 1024 * 1024
+
+#: The comparisons issue 4 asks the output to make checkable: (label, row, reference).
+TARGETS: tuple[tuple[str, Key, Key], ...] = (
+    (
+        "WSGI hello on uvicorn: bridge thread vs a2wsgi",
+        (E2E, WSGI_IN_ASGI, "uvicorn", "hello", "bridge-thread"),
+        (E2E, WSGI_IN_ASGI, "uvicorn", "hello", "a2wsgi"),
+    ),
+    (
+        "WSGI hello on uvicorn: bridge greenlet vs a2wsgi",
+        (E2E, WSGI_IN_ASGI, "uvicorn", "hello", "bridge-greenlet"),
+        (E2E, WSGI_IN_ASGI, "uvicorn", "hello", "a2wsgi"),
+    ),
+    (
+        "WSGI hello on uvicorn: bridge greenlet vs native ASGI hello",
+        (E2E, WSGI_IN_ASGI, "uvicorn", "hello", "bridge-greenlet"),
+        (E2E, WSGI_IN_ASGI, "uvicorn", "hello", "native"),
+    ),
+    (
+        "Flask hello: bridge thread on uvicorn vs Flask on gunicorn sync",
+        (E2E, WSGI_IN_ASGI, "uvicorn", "flask", "bridge-thread"),
+        (E2E, WSGI_IN_ASGI, FLASK_NATIVE_SERVER, "flask", "native"),
+    ),
+    (
+        "Flask hello: bridge greenlet on uvicorn vs Flask on gunicorn sync",
+        (E2E, WSGI_IN_ASGI, "uvicorn", "flask", "bridge-greenlet"),
+        (E2E, WSGI_IN_ASGI, FLASK_NATIVE_SERVER, "flask", "native"),
+    ),
+    (
+        "ASGI hello on granian --interface wsgi: bridge vs a2wsgi",
+        (E2E, ASGI_IN_WSGI, "granian-wsgi", "hello", "bridge"),
+        (E2E, ASGI_IN_WSGI, "granian-wsgi", "hello", "a2wsgi"),
+    ),
+    (
+        "ASGI hello on gunicorn gthread: bridge vs native WSGI hello",
+        (E2E, ASGI_IN_WSGI, "gunicorn-gthread", "hello", "bridge"),
+        (E2E, ASGI_IN_WSGI, "gunicorn-gthread", "hello", "native"),
+    ),
+)
+
+_STREAM_WORKLOADS = ("stream-down-4k", "stream-up-4k", "download-1m", "upload-1m")
+_PACKAGES = (
+    "asgi-wsgi-bridge", "a2wsgi", "asgiref", "anyio", "greenlet", "flask", "werkzeug",
+    "uvicorn", "granian", "gunicorn", "h11", "httptools", "uvloop",
+)  # fmt: skip
+
+
+def _version(distribution: str) -> str:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def machine_lines() -> list[str]:
+    """Markdown bullet lines describing the machine and the software measured."""
+    affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+    packages = ", ".join(f"{name} {_version(name)}" for name in _PACKAGES)
+    return [
+        f"- machine: {_cpu_model()}; nproc {affinity or os.cpu_count()}; {platform.platform()}",
+        f"- python: {platform.python_implementation()} {sys.version.split()[0]}",
+        f"- packages: {packages}",
+        f"- wrk: {wrk_version()}",
+        f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
+    ]
+
+
+def _index(results: Iterable[CellResult]) -> dict[Key, CellResult]:
+    return {result.cell.key: result for result in results}
+
+
+def _reference_key(cell: Cell, adapter: str) -> Key:
+    setting = cell.setting
+    if adapter == "native" and cell.scope == E2E and cell.workload.name == "flask":
+        setting = FLASK_NATIVE_SERVER  # Flask's native row lives on gunicorn sync
+    return (cell.scope, cell.direction, setting, cell.workload.name, adapter)
+
+
+def _ratio(row: CellResult | None, reference: CellResult | None) -> str:
+    if row is None or reference is None or not row.ok or not reference.ok:
+        return "—"
+    return f"{row.median_rps / reference.median_rps:.2f}×"
+
+
+def _mib_s(result: CellResult) -> float:
+    return result.median_rps * result.cell.workload.payload_bytes / _MIB
+
+
+def _numbers(result: CellResult, *, micros: bool) -> list[str]:
+    if not result.ok:
+        blanks = ["—"] * (2 if micros else 1)
+        return [result.status, *blanks]
+    numbers = [f"{1e6 / result.median_rps:,.1f}"] if micros else []
+    numbers.append(f"{result.median_rps:,.0f}")
+    workload = result.cell.workload
+    numbers.append(f"{_mib_s(result):,.1f}" if workload.reports_throughput else "")
+    return numbers
+
+
+def _table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return lines
+
+
+def _result_rows(
+    results: Sequence[CellResult], index: dict[Key, CellResult], options: RunOptions
+) -> list[list[str]]:
+    rows = []
+    for result in results:
+        cell = result.cell
+        setting = _setting(cell, options)
+        ratios = [
+            _ratio(result, index.get(_reference_key(cell, ref)))
+            for ref in ("a2wsgi", "asgiref", "native")
+        ]
+        numbers = _numbers(result, micros=cell.scope == IN_PROCESS)
+        spread = f"{result.spread * 100:.0f}%" if result.ok else ""
+        extra = [str(result.errors)] if cell.scope == E2E else []
+        name = cell.adapter
+        if cell.adapter == "native" and cell.workload.name == "flask":
+            name = "native (Flask, WSGI)"
+        rows.append(
+            [cell.direction, setting, cell.workload.name, name, *numbers, *ratios, spread, *extra]
+        )
+    return rows
+
+
+def _setting(cell: Cell, options: RunOptions) -> str:
+    if cell.scope == IN_PROCESS and cell.setting == "concurrent":
+        return f"{options.connections} concurrent"
+    return cell.setting
+
+
+def _target_lines(index: dict[Key, CellResult]) -> list[str]:
+    rows = []
+    for label, row_key, reference_key in TARGETS:
+        row, reference = index.get(row_key), index.get(reference_key)
+        detail = "not measured"
+        if row is not None and reference is not None:
+            detail = (
+                f"{_short(row)} vs {_short(reference)} req/s"
+                if row.ok and reference.ok
+                else f"{row.status} / {reference.status}"
+            )
+        rows.append([label, _ratio(row, reference), detail])
+    return _table(["Comparison", "Ratio", "Medians"], rows)
+
+
+def _short(result: CellResult) -> str:
+    return f"{result.median_rps:,.0f}"
+
+
+def _stream_lines(
+    results: Sequence[CellResult], index: dict[Key, CellResult], options: RunOptions
+) -> list[str]:
+    rows = []
+    for result in results:
+        cell = result.cell
+        if cell.workload.name not in _STREAM_WORKLOADS or not cell.adapter.startswith("bridge"):
+            continue
+        reference = index.get(_reference_key(cell, "a2wsgi"))
+        ours = f"{_mib_s(result):,.1f}" if result.ok else result.status
+        theirs = "—" if reference is None else (
+            f"{_mib_s(reference):,.1f}" if reference.ok else reference.status
+        )  # fmt: skip
+        rows.append(
+            [
+                cell.scope,
+                cell.direction,
+                cell.setting,
+                cell.workload.name,
+                cell.adapter,
+                ours,
+                theirs,
+                _ratio(result, reference),
+            ]
+        )
+    return _table(
+        ["Scope", "Direction", "Setting", "Workload", "Adapter", "MiB/s", "a2wsgi MiB/s", "Ratio"],
+        rows,
+    )
+
+
+def render_markdown(
+    results: Sequence[CellResult], options: RunOptions, command: str, *, quick: bool = False
+) -> str:
+    """The whole report.
+
+    :param results: from :func:`compat_suite.bench.runner.run_cells`.
+    :param options: what the run used (shown in the method line).
+    :param command: the command line that produced it, shown verbatim.
+    :param quick: mark the report as a smoke run whose numbers mean little.
+    """
+    index = _index(results)
+    in_process = [r for r in results if r.cell.scope == IN_PROCESS]
+    end_to_end = [r for r in results if r.cell.scope == E2E]
+    lines = ["## Benchmark", "", f"Command: `{command}`", ""]
+    if quick:
+        lines += ["**Quick smoke run: durations too short for the numbers to mean much.**", ""]
+    lines += machine_lines()
+    lines += [
+        f"- method: {options.rounds} interleaved rounds (adapter order rotates each round); "
+        f"medians shown; in process {options.inproc_duration:g} s per cell on one asyncio loop "
+        f"(ASGI callables) or 1 / {options.connections} threads (WSGI callables); end to end "
+        f"`wrk -t{options.wrk_threads} -c{options.connections} -d{options.duration}s`, "
+        "one server worker, wrk on the same machine",
+        "- ratios: throughput of the row over the reference (above 1.00× the row is faster); "
+        "Flask's native reference is the same Flask app on gunicorn's sync worker; "
+        "asgiref has no ASGI-to-WSGI adapter; spread = (max − min) / median over rounds",
+        "- workloads: "
+        + "; ".join(f"`{w.name}` {w.description}" for w in WORKLOADS)
+        + "; MiB/s counts payload bytes (request body for uploads, response body for downloads)",
+        "",
+    ]
+    lines += ["### Targets", "", *_target_lines(index), ""]
+    lines += ["### Streams vs a2wsgi", "", *_stream_lines(results, index, options), ""]
+    ratio_header = ["vs a2wsgi", "vs asgiref", "vs native", "spread"]
+    if in_process:
+        header = ["Direction", "Mode", "Workload", "Adapter", "µs/req", "req/s", "MiB/s"]
+        rows = _result_rows(in_process, index, options)
+        lines += ["### In process (no sockets)", "", *_table(header + ratio_header, rows), ""]
+    if end_to_end:
+        header = ["Direction", "Server", "Workload", "Adapter", "req/s", "MiB/s"]
+        rows = _result_rows(end_to_end, index, options)
+        lines += [
+            "### End to end (wrk, one server worker)",
+            "",
+            *_table([*header, *ratio_header, "errors"], rows),
+            "",
+        ]
+    problems = [r for r in results if not r.ok]
+    if problems:
+        lines += ["### Not measured", "", *_problem_lines(problems), ""]
+    servers = {r.cell.setting: r.argv for r in end_to_end if r.argv}
+    if servers:
+        lines += ["### Server command lines", ""]
+        lines += [f"- {name}: `{' '.join(_relative(argv))}`" for name, argv in servers.items()]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _problem_lines(problems: Sequence[CellResult]) -> list[str]:
+    # One line per distinct reason: a missing adapter would otherwise fill a page.
+    grouped: dict[tuple[str, str, str], list[CellResult]] = {}
+    for result in problems:
+        grouped.setdefault((result.cell.adapter, result.status, result.reason), []).append(result)
+    lines = []
+    for (adapter, status, reason), members in grouped.items():
+        where = ", ".join(
+            " ".join((r.cell.scope, r.cell.setting, r.cell.workload.name)) for r in members[:4]
+        )
+        more = f" and {len(members) - 4} more" if len(members) > 4 else ""
+        lines.append(f"- {adapter} ({where}{more}): {status}: {reason}")
+    return lines
+
+
+def _relative(argv: list[str]) -> list[str]:
+    # The interpreter path says nothing useful and leaks the local venv's location.
+    return ["python", *argv[1:]] if argv else argv

@@ -1,0 +1,151 @@
+"""The benchmark's code paths, run for real with tiny durations.
+
+Nothing here looks at speed: the checks are that every planned row comes out,
+that measured rows have positive numbers, and that rows which cannot run say
+why. Numbers from these runs mean nothing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from compat_suite import bench_apps
+from compat_suite.__main__ import main
+from compat_suite.bench import CellResult, RunOptions, Selection, UnknownFilter, plan_cells
+from compat_suite.bench.plan import E2E, FLASK_NATIVE_SERVER, Cell
+from compat_suite.bench.report import TARGETS, render_markdown
+from compat_suite.bench.runner import run_cells
+from compat_suite.bench.workloads import ASGI_IN_WSGI, WORKLOADS, WSGI_IN_ASGI, workload
+from compat_suite.bench.wrk import parse_wrk_output, wrk_path
+
+_TINY = RunOptions(rounds=1, duration=1, inproc_duration=0.01, connections=4)
+
+_WRK_OUTPUT = """\
+Running 1s test @ http://127.0.0.1:8000/hello
+  2 threads and 32 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency     1.20ms  300.00us   5.00ms   90.00%
+    Req/Sec    12.00k     1.00k   14.00k    80.00%
+  23456 requests in 1.00s, 3.10MB read
+  Socket errors: connect 0, read 2, write 0, timeout 1
+  Non-2xx or 3xx responses: 4
+Requests/sec:  23456.78
+Transfer/sec:      3.10MB
+"""
+
+
+def _assert_rows(results: list[CellResult], cells: list[Cell]) -> None:
+    assert [r.cell for r in results] == cells
+    for result in results:
+        if result.ok:
+            assert result.rps, result.cell
+            assert all(rps > 0 for rps in result.rps), result.cell
+            assert result.median_rps > 0
+        else:
+            assert result.status in ("unavailable", "failed")
+            assert result.reason, result.cell
+
+
+def test_bench_parse_wrk_output_reads_the_summary() -> None:
+    parsed = parse_wrk_output(_WRK_OUTPUT)
+    assert parsed.requests_per_second == pytest.approx(23456.78)
+    assert parsed.transfer_bytes_per_second == pytest.approx(3.10 * 1024 * 1024)
+    assert parsed.requests == 23456
+    assert parsed.errors == 2 + 1 + 4
+
+
+@pytest.mark.parametrize(
+    ("tokens", "expected"),
+    [
+        ([], {"in-process", "e2e"}),
+        (["in-process"], {"in-process"}),
+        (["uvicorn"], {"e2e"}),
+        (["uvicorn,in-process"], {"in-process", "e2e"}),
+    ],
+)
+def test_bench_selection_scopes(tokens: list[str], expected: set[str]) -> None:
+    assert {cell.scope for cell in plan_cells(Selection.parse(tokens))} == expected
+
+
+def test_bench_selection_bridge_means_every_bridge_row() -> None:
+    cells = plan_cells(Selection.parse(["bridge", "hello"]))
+    assert {c.adapter for c in cells} == {"bridge", "bridge-thread", "bridge-greenlet"}
+    assert {c.workload.name for c in cells} == {"hello"}
+
+
+def test_bench_selection_rejects_unknown_names() -> None:
+    with pytest.raises(UnknownFilter, match="nope"):
+        Selection.parse(["hello,nope"])
+
+
+def test_bench_grid_covers_the_targets() -> None:
+    keys = {cell.key for cell in plan_cells(Selection())}
+    for label, row, reference in TARGETS:
+        assert row in keys, label
+        assert reference in keys, label
+
+
+def test_bench_in_process_every_row() -> None:
+    cells = plan_cells(Selection.parse(["in-process"]))
+    expected = {
+        (direction, w.name, adapter)
+        for direction, adapters in (
+            (WSGI_IN_ASGI, bench_apps.WSGI_IN_ASGI),
+            (ASGI_IN_WSGI, bench_apps.ASGI_IN_WSGI),
+        )
+        for w in WORKLOADS
+        if direction in w.directions
+        for adapter in adapters
+    }
+    assert {(c.direction, c.workload.name, c.adapter) for c in cells} == expected
+    results = run_cells(cells, _TINY, progress=lambda line: None)
+    _assert_rows(results, cells)
+    for result in results:
+        # The peers and the native apps are installed: they must measure.
+        if not result.cell.adapter.startswith("bridge"):
+            assert result.ok, (result.cell, result.reason)
+
+
+def test_bench_end_to_end_rows() -> None:
+    hello, upload, flask = workload("hello"), workload("upload-1m"), workload("flask")
+    cells = [
+        Cell(E2E, WSGI_IN_ASGI, "uvicorn", hello, "bridge-thread"),
+        Cell(E2E, WSGI_IN_ASGI, "uvicorn", hello, "native"),
+        Cell(E2E, WSGI_IN_ASGI, FLASK_NATIVE_SERVER, flask, "native"),
+        Cell(E2E, ASGI_IN_WSGI, "gunicorn-gthread", upload, "bridge"),
+        Cell(E2E, ASGI_IN_WSGI, "gunicorn-gthread", upload, "native"),
+    ]
+    results = run_cells(cells, _TINY, progress=lambda line: None)
+    _assert_rows(results, cells)
+    for result in results:
+        if result.cell.adapter == "native":
+            assert result.ok or wrk_path() is None, (result.cell, result.reason)
+    report = render_markdown(results, _TINY, "python -m compat_suite bench (test)")
+    assert "### End to end" in report
+    assert "### Targets" in report
+    assert report.count("| wsgi-in-asgi | uvicorn | hello |") == 2
+
+
+def test_bench_command_writes_markdown(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    output = tmp_path / "bench.md"
+    status = main(
+        [
+            "bench", "--quick", "--only", "in-process", "--only", "hello",
+            "--inproc-duration", "0.01", "--connections", "2", "--output", str(output),
+        ]
+    )  # fmt: skip
+    assert status == 0
+    written = output.read_text(encoding="utf-8")
+    assert written.strip() == capsys.readouterr().out.strip()
+    assert "python -m compat_suite bench --quick" in written
+    assert "nproc" in written
+    rows = [line for line in written.splitlines() if line.startswith(f"| {WSGI_IN_ASGI} |")]
+    assert len(rows) == 2 * len(bench_apps.WSGI_IN_ASGI)
+    assert all("sequential" in row or "2 concurrent" in row for row in rows)
+
+
+def test_bench_command_rejects_a_bad_filter(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", "--only", "nope"]) == 2
+    assert "nope" in capsys.readouterr().err
