@@ -7,6 +7,7 @@ private even when it has no leading underscore.
 from __future__ import annotations
 
 from bridge.asgi_to_wsgi import AsgiToWsgi
+from bridge.dispatch import Dispatcher, Mount
 from bridge.environ import environ_from_scope
 from bridge.errors import (
     AppProtocolError,
@@ -31,12 +32,14 @@ __all__ = [
     "AsgiToWsgi",
     "BridgeError",
     "ClientDisconnected",
+    "Dispatcher",
     "FileWrapper",
     "LifespanError",
     "LifespanManager",
     "LifespanShutdownFailed",
     "LifespanStartupFailed",
     "LifespanUnsupported",
+    "Mount",
     "ProtocolError",
     "ServerProtocolError",
     "WsgiToAsgi",

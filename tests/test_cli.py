@@ -1,0 +1,110 @@
+"""bridge.cli: ``python -m bridge serve`` on real servers, ``inspect``, and the errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import httpx
+import pytest
+
+from bridge.cli import AppLoadError, load_app
+from tests.cli_process import ROOT, bridge_serve, run_bridge
+
+
+def test_cli_serves_flask_on_uvicorn() -> None:
+    with bridge_serve(["examples.migration:legacy"]) as server:
+        response = httpx.get(server.base_url + "/", timeout=10)
+        assert response.text == "legacy home"
+        about = httpx.get(server.base_url + "/about", timeout=10).json()
+        assert about == {"served_by": "flask", "script_name": ""}
+        assert "WsgiToAsgi" in server.log() or "wsgi" in server.log()
+
+
+def test_cli_serves_fastapi_on_waitress() -> None:
+    args = ["examples.fastapi_on_waitress:app", "--server", "waitress"]
+    with bridge_serve(args) as server, httpx.Client(base_url=server.base_url) as client:
+        # The lifespan state reached the request: AsgiToWsgi ran startup.
+        assert client.get("/").text == "hello from fastapi on waitress"
+        assert client.post("/echo", content=b"ping").text == "ping"
+        assert client.get("/stream").text == "chunk 0\nchunk 1\nchunk 2\n"
+
+
+def test_cli_serves_the_migration_app() -> None:
+    args = ["examples.migration:create_app", "--factory"]
+    with bridge_serve(args) as server, httpx.Client(base_url=server.base_url) as client:
+        assert client.get("/api/items/2").json() == {
+            "served_by": "fastapi",
+            "item": "saw",
+            "root_path": "/api",
+        }
+        assert client.get("/api/users/5").json() == {"served_by": "flask", "user": 5}
+        assert client.post("/api/echo", content=b"b" * 70_000).json()["body"] == "b" * 70_000
+
+
+def test_cli_serves_a_file_path_target_on_hypercorn() -> None:
+    target = "examples/fastapi_on_waitress.py:app"
+    with bridge_serve([target, "--server", "hypercorn"]) as server:
+        assert httpx.get(server.base_url + "/", timeout=10).text.startswith("hello")
+
+
+def test_cli_inspect_output() -> None:
+    result = run_bridge(["inspect", "examples.migration:app"])
+    assert result.returncode == 0, result.stderr
+    assert "interface: asgi3" in result.stdout
+    assert "asgi version: 3" in result.stdout
+    assert "lifespan: supported" in result.stdout
+    result = run_bridge(["inspect", "examples.migration:legacy"])
+    assert result.returncode == 0, result.stderr
+    assert "interface: wsgi" in result.stdout
+    assert "lifespan: none" in result.stdout
+
+
+def test_cli_missing_server_is_a_one_line_error() -> None:
+    code = (
+        "import sys; sys.modules['granian'] = None; "
+        "from bridge.cli import main; "
+        "sys.exit(main(['serve', 'examples.migration:app', '--server', 'granian']))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "bridge: error: server 'granian' is not installed; "
+        "install it with: pip install 'asgi-wsgi-bridge[servers]'"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [
+        ("no_such_module:app", "cannot import 'no_such_module': ModuleNotFoundError"),
+        ("examples.migration:nope", "module 'examples.migration' has no attribute 'nope'"),
+        ("examples/missing.py:app", "no such file: examples/missing.py"),
+    ],
+)
+def test_cli_bad_import_is_a_one_line_error(target: str, message: str) -> None:
+    result = run_bridge(["serve", target])
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert message in lines[0]
+
+
+def test_cli_unsupported_option_is_an_error() -> None:
+    result = run_bridge(
+        ["serve", "examples.migration:legacy", "--server", "waitress", "--workers", "2"]
+    )
+    assert result.returncode == 2
+    assert "--workers is not supported" in result.stderr
+
+
+def test_load_app_factory_and_dotted_attribute() -> None:
+    app = load_app("examples.migration:api.title")
+    assert app == "FastAPI"
+    from fastapi import FastAPI
+
+    assert isinstance(load_app("examples.migration:FastAPI", factory=True), FastAPI)
+    with pytest.raises(AppLoadError, match=r"factory .* raised TypeError"):
+        load_app("examples.migration:legacy_user", factory=True)
