@@ -32,6 +32,8 @@ from typing import Any
 import anyio
 from anyio.from_thread import BlockingPortal
 
+from bridge.wakeup import current_call_soon
+
 __all__ = ["PrivateLoop", "generation", "get_loop", "stop_all_loops"]
 
 logger = logging.getLogger("bridge.loop")
@@ -114,7 +116,7 @@ class PrivateLoop:
     async def _host_trio(self, stop: anyio.Event) -> None:
         import trio
 
-        self.call_soon = trio.lowlevel.current_trio_token().run_sync_soon
+        self.call_soon = current_call_soon()
         self.clock = trio.current_time
         async with trio.open_nursery() as nursery:
             self._spawn_soon = nursery.start_soon
@@ -126,7 +128,7 @@ class PrivateLoop:
         import asyncio
 
         loop = asyncio.get_running_loop()
-        self.call_soon = loop.call_soon_threadsafe
+        self.call_soon = current_call_soon()
         self.clock = loop.time
         tasks: set[asyncio.Task[object]] = set()
 

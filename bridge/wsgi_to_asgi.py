@@ -1,458 +1,56 @@
 """``WsgiToAsgi``: serve a WSGI application from an ASGI server (SPEC B1–B21, D3).
 
 Rules:
-1. The WSGI app, its iteration and its ``close()`` run on the *sync side* (a
-   worker thread; later a greenlet), never on the loop (B1). The sync side
-   talks to the loop only through ``executor.call_async(exchange, fn, *args)``,
-   which runs ``await fn(*args)`` on the loop and blocks until it finishes.
-   The loop side starts the sync side with ``await executor.run(fn, exchange)``.
-   Those two calls are the whole executor seam.
-2. One thread hop per request when the response is already in memory (a
-   ``list``/``tuple``): the worker calls the app and collects the chunks, the
-   loop sends them. Any other iterable costs one more hop (phase 2) plus one
-   ``call_async`` per non-empty chunk, each sent before the next is pulled (B10:
-   at most one chunk in flight: that bounds memory and is the backpressure).
-3. Every wait across the boundary has a way out. ``call_async`` runs inside a
-   cancel scope the loop can cancel; :meth:`_Exchange.abort` cancels it and
-   makes every later ``call_async`` raise :class:`ClientDisconnected` at once.
-   The loop aborts when ``send`` raises ``OSError``, when ``receive`` reports
-   ``http.disconnect``, and when the server cancels the request task; in the
-   last case it then waits (shielded) for the worker to run ``close()`` and
-   return, so the thread and its limiter token go back to the pool.
-4. ``close()`` of the object the app returned runs exactly once, in the
-   worker, on every path (B15): ``_close_result`` is the only caller.
+1. The WSGI app, its iteration and its ``close()`` run on the *sync side*,
+   never as a blocking call on the loop (B1): in a worker thread (the default
+   executor) or in a greenlet the request task drives (``executor="greenlet"``).
+   The two sides meet only through the executor seam of
+   :mod:`bridge.wsgi_executors`; the request state both share is the
+   :class:`~bridge.wsgi_exchange._Exchange`.
+2. One hop per request: the sync side runs the whole response (call, iterate,
+   ``close()``). A ``list``/``tuple`` body comes back collected and leaves in
+   one go, with ``Content-Length`` (B16); any other iterable is emitted chunk
+   by chunk as the app produces it: sent one at a time (greenlet), or queued
+   within ``send_buffer`` bytes and coalesced by the loop (thread,
+   :mod:`bridge.wsgi_outbox`).
+3. Every exit leaves the sync side finished: the loop aborts it when ``send``
+   raises ``OSError``, when ``receive`` reports ``http.disconnect``, and when
+   the server cancels the request task; it then waits (shielded) for
+   ``close()`` to have run, so threads and limiter tokens go back.
 """
 
 from __future__ import annotations
 
 import logging
-import math
-from collections.abc import Awaitable, Callable, Iterable, Iterator
-from typing import Any, Literal, Protocol, TypeVar
+from collections.abc import Callable
+from typing import Any, Literal
 
 import anyio
-import anyio.from_thread
-import anyio.lowlevel
 import anyio.to_thread
 
 from bridge.environ import environ_from_scope
 from bridge.errors import AppProtocolError, ClientDisconnected, ServerProtocolError
-from bridge.types import Environ, Message, Receive, Scope, Send, WSGIApp
+from bridge.types import Message, Receive, Scope, Send, WSGIApp
+from bridge.wsgi_exchange import (
+    _COLLECTED,
+    _PATHSEND,
+    _STREAMED,
+    _call_app,
+    _Exchange,
+)
+from bridge.wsgi_executors import Executor, GreenletExecutor, ThreadExecutor
 from bridge.wsgi_io import BODY_BUFFER_SIZE, ErrorStream, FileWrapper, RequestBody, StreamingInput
-from bridge.wsgi_response import ResponseState, check_body_chunk, is_bodiless
 
 __all__ = ["WsgiToAsgi"]
 
 logger = logging.getLogger("bridge")
 
-T = TypeVar("T")
-
 #: Default number of worker threads per adapter (the size of anyio's default
 #: limiter, and of asgiref's and a2wsgi's pools).
 MAX_THREADS = 40
 
-# What the first hop (phase 1) found.
-_COLLECTED = 0  # the whole body is in exchange.chunks; result already closed
-_STREAMING = 1  # exchange.chunks holds the first chunk; iterate the rest in phase 2
-_PATHSEND = 2  # send exchange.file_path with http.response.pathsend; result closed
-_FINISHED = 3  # everything, final message included, went out through call_async
-_STREAMED = 4  # phase 2 sent every chunk; the final empty body is still due
-_GONE = 5  # the client disconnected; result closed, nothing more to send
-
-_PATHSEND_EXT = "http.response.pathsend"
-_ZEROCOPY_EXT = "http.response.zerocopysend"
-
-
-class _Executor(Protocol):
-    """Where the sync side runs. See the module docstring, rule 1."""
-
-    async def run(self, fn: Callable[[_Exchange], T], exchange: _Exchange) -> T:
-        """Loop side: run ``fn(exchange)`` on the sync side and return its result."""
-
-    async def run_plain(self, fn: Callable[[], object]) -> None:
-        """Loop side: run a blocking callable that never crosses back (lifespan hooks)."""
-
-    def call_async(self, exchange: _Exchange, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
-        """Sync side: run ``await fn(*args)`` on the loop; block until it is done."""
-
-
-def _in_worker(fn: Callable[[_Exchange], T], exchange: _Exchange) -> T:
-    try:
-        return fn(exchange)
-    finally:
-        exchange.worker_finished()
-
-
-class _ThreadExecutor:
-    """The sync side in an anyio worker thread, at most ``max_threads`` at a time."""
-
-    __slots__ = ("_limiter", "_loop", "_max_threads", "_unbounded")
-
-    def __init__(self, max_threads: int) -> None:
-        self._max_threads = max_threads
-        self._loop: object = None
-        self._limiter = anyio.CapacityLimiter(max_threads)
-        # The real bound is self._limiter, held around the whole call so that
-        # an abandoned thread keeps its token until it has returned.
-        self._unbounded = anyio.CapacityLimiter(math.inf)
-
-    def _bind(self) -> anyio.CapacityLimiter:
-        # A limiter belongs to the event loop that first waits on it. An adapter
-        # that outlives its loop (a module-level app served by asyncio and then
-        # trio, a server restarted in-process) gets fresh limiters on the new one.
-        loop = anyio.lowlevel.current_token().native_token
-        if loop is not self._loop:
-            self._loop = loop
-            self._limiter = anyio.CapacityLimiter(self._max_threads)
-            self._unbounded = anyio.CapacityLimiter(math.inf)
-        return self._limiter
-
-    async def run(self, fn: Callable[[_Exchange], T], exchange: _Exchange) -> T:
-        async with self._bind():
-            exchange.worker_running = True
-            try:
-                # abandon_on_cancel: we must hear about a cancellation while the
-                # worker is blocked, so that we can wake it (rule 3).
-                return await anyio.to_thread.run_sync(
-                    _in_worker, fn, exchange, abandon_on_cancel=True, limiter=self._unbounded
-                )
-            except anyio.get_cancelled_exc_class():
-                await exchange.stop_worker("the request task was cancelled")
-                raise
-
-    async def run_plain(self, fn: Callable[[], object]) -> None:
-        await anyio.to_thread.run_sync(fn, limiter=self._bind())
-
-    def call_async(self, exchange: _Exchange, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
-        try:
-            return anyio.from_thread.run(exchange.crossing, fn, *args)
-        except Exception:
-            raise
-        except BaseException as exc:
-            # trio runs from_thread.run in the host task's cancel context, so
-            # cancelling the request task cancels the crossing with trio.Cancelled;
-            # asyncio may hand back CancelledError. Either way the request is over.
-            if isinstance(exc, (KeyboardInterrupt, SystemExit, GeneratorExit)):
-                raise
-            raise ClientDisconnected("the request task was cancelled") from exc
-
-
-class _Exchange(ResponseState):
-    """One request/response: ``start_response`` and ``write`` for the app, plus the
-    state both sides of the boundary share."""
-
-    __slots__ = (
-        "_done_event",
-        "_scope",
-        "abort_reason",
-        "app",
-        "chunks",
-        "closed",
-        "disconnected",
-        "environ",
-        "executor",
-        "file_path",
-        "input",
-        "iterator",
-        "max_body_size",
-        "method",
-        "receive",
-        "received",
-        "result",
-        "scope",
-        "send",
-        "worker_running",
-        "wrote",
-    )
-
-    def __init__(self, adapter: WsgiToAsgi, scope: Scope, receive: Receive, send: Send) -> None:
-        super().__init__()
-        self.app = adapter.app
-        self.executor: _Executor = adapter._executor
-        self.max_body_size = adapter.max_body_size
-        self.scope = scope
-        self.method: str = scope["method"]
-        self.receive = receive
-        self.send = send
-        self.environ: Environ = {}
-        self.input: StreamingInput | None = None
-        self.received = 0
-        self.result: object = None
-        self.iterator: Iterator[bytes] | None = None
-        self.chunks: list[bytes] = []
-        self.file_path = ""
-        self.closed = False
-        self.wrote = False
-        self.disconnected = False
-        self.abort_reason: str | None = None
-        self.worker_running = False
-        self._scope: anyio.CancelScope | None = None
-        self._done_event: anyio.Event | None = None
-
-    # -- loop side ---------------------------------------------------------
-
-    async def crossing(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
-        """Run ``await fn(*args)`` for the sync side, inside a scope :meth:`abort` cancels."""
-        if self.abort_reason is not None:
-            raise ClientDisconnected(self.abort_reason)
-        with anyio.CancelScope() as scope:
-            self._scope = scope
-            try:
-                return await fn(*args)
-            except OSError as exc:
-                # ASGI www §Disconnected Client: send() raises OSError once the
-                # client is gone. Remember it, so the worker can tell it apart
-                # from an OSError of the app's own.
-                self.disconnected = True
-                if self.abort_reason is None:
-                    self.abort_reason = f"the client disconnected: {exc!r}"
-                raise
-            finally:
-                self._scope = None
-        raise ClientDisconnected(self.abort_reason or "the request was aborted")
-
-    def abort(self, reason: str) -> None:
-        """Wake the sync side: cancel its pending crossing and fail every later one."""
-        if self.abort_reason is None:
-            self.abort_reason = reason
-        if self._scope is not None:
-            self._scope.cancel()
-
-    async def stop_worker(self, reason: str) -> None:
-        """Abort, then wait (shielded from cancellation) until the worker has returned."""
-        self.abort(reason)
-        # Dekker-style handshake without a lock: each side writes its own
-        # field, then reads the other's; at least one sees the other's write.
-        event = self._done_event = anyio.Event()
-        if self.worker_running:
-            with anyio.CancelScope(shield=True):
-                await event.wait()
-
-    # -- sync side ---------------------------------------------------------
-
-    def worker_finished(self) -> None:
-        """Called by the worker as its very last step (see :meth:`stop_worker`)."""
-        self.worker_running = False
-        event = self._done_event
-        if event is not None:
-            try:
-                anyio.from_thread.run_sync(event.set)
-            except Exception:  # the loop is gone: nobody is waiting any more
-                logger.debug("could not signal the end of an abandoned worker", exc_info=True)
-
-    def write(self, data: bytes) -> None:
-        """PEP 3333 §The write() Callable (B13): send ``data`` now, before the iterable.
-
-        :raises AppProtocolError: before a successful ``start_response``, or
-            for data that is not ``bytes``.
-        :raises ClientDisconnected: if the client has gone.
-        """
-        if self.status == 0:
-            raise AppProtocolError("write() called before start_response()")
-        if type(data) is not bytes:
-            data = check_body_chunk(data)
-        self.wrote = True
-        if self.body_complete(self.method):
-            return  # B14: past the declared Content-Length, drop it
-        self.push(data)
-
-    def push(self, chunk: bytes) -> None:
-        """Send ``chunk`` (and the start message first, if still due); block until sent."""
-        chunk = self.clip(chunk, self.method)
-        start = None
-        if not self.headers_sent:
-            start = self.start_message()
-            self.headers_sent = True
-        if start is not None or chunk:
-            self.executor.call_async(self, _send_start_and_chunk, self, start, chunk)
-
-    def pull(self) -> tuple[bytes, bool]:
-        """The blocking ``pull`` of :class:`StreamingInput` (lazy ``wsgi.input``)."""
-        return self.executor.call_async(self, _receive_chunk, self)
-
-
-async def _send_start_and_chunk(exchange: _Exchange, start: Message | None, chunk: bytes) -> None:
-    send = exchange.send
-    if start is not None:
-        await send(start)
-    if chunk:
-        await send({"type": "http.response.body", "body": chunk, "more_body": True})
-
-
-async def _receive_chunk(exchange: _Exchange) -> tuple[bytes, bool]:
-    message = await exchange.receive()
-    kind = message["type"]
-    if kind == "http.request":
-        # D3: a missing body is b"", a missing more_body is False.
-        body: bytes = message.get("body", b"")
-        exchange.received += len(body)
-        limit = exchange.max_body_size
-        if limit is not None and exchange.received > limit:
-            raise ServerProtocolError(
-                f"request body larger than max_body_size={limit}", status_hint=413
-            )
-        return body, bool(message.get("more_body", False))
-    if kind == "http.disconnect":
-        exchange.disconnected = True
-        raise ClientDisconnected("the client disconnected before the request body ended")
-    raise ServerProtocolError(f"unexpected ASGI message {kind!r} while reading the request body")
-
-
-def _close_result(exchange: _Exchange) -> None:
-    """B15: call close() on the object the app returned, exactly once (sync side)."""
-    if exchange.closed:
-        return
-    exchange.closed = True
-    close = getattr(exchange.result, "close", None)
-    if close is not None:
-        close()
-
-
-def _check_started(exchange: _Exchange) -> None:
-    # B12: the body (or its end) came, and start_response never succeeded.
-    if exchange.status == 0:
-        raise AppProtocolError("the application produced a body without calling start_response()")
-
-
-def _collect(exchange: _Exchange, items: Iterable[object]) -> None:
-    """Fast path: the whole body is in memory; clip it and keep the non-empty chunks."""
-    method = exchange.method
-    chunks = exchange.chunks
-    total = 0
-    for item in items:
-        chunk = check_body_chunk(item)
-        if chunk:
-            _check_started(exchange)
-            chunks.append(chunk)
-            total += len(chunk)
-    _check_started(exchange)
-    if not exchange.wrote and not exchange.headers_sent:
-        # B16: a list's length is exact, so declare it (saves the server a
-        # chunked encoding). Not for HEAD/204/304 (B18).
-        exchange.add_content_length(total, method)
-    kept = []
-    for chunk in chunks:
-        chunk = exchange.clip(chunk, method)
-        if chunk:
-            kept.append(chunk)
-        if exchange.body_complete(method):
-            break
-    exchange.chunks = kept
-
-
-def _file_plan(exchange: _Exchange, wrapper: FileWrapper) -> int | None:
-    """Send a ``wsgi.file_wrapper`` result without reading it, if the server allows (A26)."""
-    extensions = exchange.scope.get("extensions") or {}
-    if exchange.wrote or exchange.status == 0 or is_bodiless(exchange.status, exchange.method):
-        return None
-    if _PATHSEND_EXT not in extensions and _ZEROCOPY_EXT not in extensions:
-        return None
-    regular = wrapper.regular_file()
-    if regular is None:
-        return None
-    _fd, position, size = regular
-    remaining = max(size - position, 0)
-    declared = exchange.content_length
-    if declared is not None and declared > remaining:
-        return None  # a short body: stream it, so B14 notices and aborts
-    if _PATHSEND_EXT in extensions and position == 0 and declared in (None, size):
-        # ASGI extensions §Path Send: the whole file, no slicing.
-        path = wrapper.source_path()
-        if path is not None:
-            exchange.add_content_length(size, exchange.method)
-            exchange.file_path = path
-            return _PATHSEND
-    if _ZEROCOPY_EXT in extensions:
-        # ASGI extensions §Zero Copy Send: offset=tell(), count up to the
-        # declared length; the server must not close the file, we do.
-        count = remaining if declared is None else declared
-        exchange.add_content_length(count, exchange.method)
-        start = exchange.start_message()
-        exchange.headers_sent = True
-        message = {
-            "type": "http.response.zerocopysend",
-            "file": wrapper.filelike,
-            "offset": position,
-            "count": count,
-            "more_body": False,
-        }
-        exchange.sent = count
-        exchange.executor.call_async(exchange, _send_start_and_message, exchange, start, message)
-        return _FINISHED
-    return None
-
-
-async def _send_start_and_message(exchange: _Exchange, start: Message, message: Message) -> None:
-    await exchange.send(start)
-    await exchange.send(message)
-
-
-def _call_app(exchange: _Exchange) -> int:
-    """Phase 1 (sync side): call the app; collect an in-memory body, or pull one chunk."""
-    keep_open = False
-    try:
-        # B1: positional arguments; the exchange is start_response.
-        result = exchange.app(exchange.environ, exchange)
-        exchange.result = result
-        kind = type(result)
-        if kind is list or kind is tuple:
-            _collect(exchange, result)
-            return _COLLECTED
-        if kind is FileWrapper:
-            plan = _file_plan(exchange, result)  # type: ignore[arg-type]
-            if plan is not None:
-                return plan
-        if exchange.empty_body_allows_start() and not exchange.headers_sent:
-            exchange.push(b"")  # B7: Content-Length: 0 may start at once
-        iterator = iter(result)
-        exchange.iterator = iterator
-        for item in iterator:
-            chunk = check_body_chunk(item)
-            if chunk:
-                _check_started(exchange)
-                chunk = exchange.clip(chunk, exchange.method)
-                if chunk:
-                    exchange.chunks.append(chunk)
-                # B10: this chunk goes out before the next is pulled (phase 2).
-                keep_open = not exchange.body_complete(exchange.method)
-                return _STREAMING if keep_open else _COLLECTED
-            if exchange.empty_body_allows_start() and not exchange.headers_sent:
-                exchange.push(b"")
-        _check_started(exchange)
-        return _COLLECTED
-    except OSError:
-        if exchange.disconnected:
-            return _GONE
-        raise
-    finally:
-        if not keep_open:
-            _close_result(exchange)
-
-
-def _iterate_rest(exchange: _Exchange) -> int:
-    """Phase 2 (sync side): send the remaining chunks one by one, then close()."""
-    method = exchange.method
-    iterator = exchange.iterator
-    assert iterator is not None
-    try:
-        for item in iterator:
-            chunk = check_body_chunk(item)
-            if chunk or (exchange.empty_body_allows_start() and not exchange.headers_sent):
-                exchange.push(chunk)
-            if exchange.body_complete(method):
-                break  # B14: truncate at the declared Content-Length, stop
-        return _STREAMED
-    except OSError:
-        if exchange.disconnected:
-            return _GONE  # B19: swallow the server's OSError
-        raise
-    finally:
-        _close_result(exchange)
-
-
-def _close_only(exchange: _Exchange) -> None:
-    _close_result(exchange)
-
+#: Default body bytes a worker thread may produce ahead of ``send`` (64 KiB).
+SEND_BUFFER = 64 * 1024
 
 _BODY_END: Message = {"type": "http.response.body", "body": b"", "more_body": False}
 
@@ -473,32 +71,43 @@ async def _send_error(send: Send, status: int) -> None:
     await send({"type": "http.response.body", "body": phrase, "more_body": False})
 
 
-async def _watch_disconnect(exchange: _Exchange) -> None:
-    """B19: while the worker streams, an ``http.disconnect`` aborts it."""
-    try:
-        while True:
-            message = await exchange.receive()
-            kind = message["type"]
-            if kind == "http.disconnect":
-                exchange.disconnected = True
-                exchange.abort("the client disconnected")
-                return
-            # Nothing else may come once the body has ended (ASGI www
-            # §Request); don't spin on a server that says otherwise.
-            logger.debug("ignoring ASGI message %r after the request body", kind)
-            return
-    except Exception:
-        # receive() failing is the server's business; the response may go on.
-        logger.debug("receive() failed while watching for a disconnect", exc_info=True)
-
-
 class WsgiToAsgi:
     """An ASGI application that serves a WSGI application (SPEC sections A, B).
 
+    **Executors.** ``executor="thread"`` (the default) runs each request's app
+    call, iteration and ``close()`` in a worker thread, at most
+    ``max_threads`` at once: right for any app, including those that block
+    (sync database drivers, ``time.sleep``, blocking HTTP clients, file I/O).
+    A response costs one hop into the thread and, when small, one wake-up of
+    the loop back; a streamed body is queued up to ``send_buffer`` bytes
+    ahead of ``send``, and chunks found queued together leave as one
+    ``http.response.body`` (at most ``send_buffer`` bytes; nothing is held
+    back waiting for more). That is a deliberate departure from SPEC B10's
+    one message per chunk: bytes, order and bounded memory are kept, message
+    boundaries are not.
+
+    ``executor="greenlet"`` runs the app *inline*, on the event loop's thread,
+    in a greenlet: every blocking point the adapter controls (a lazy
+    ``wsgi.input`` read, each response chunk, ``write()``) switches back to the
+    request task, which awaits ``receive``/``send``; no thread hop, one chunk
+    in flight (B10 to the letter), and the app sees the server task's context
+    variables. It is right only when handlers never block on anything else:
+    no sync database drivers, no ``time.sleep``, no blocking HTTP or file
+    I/O, no long CPU work; any of these stalls *every* request of the
+    process. Use it for CPU-light apps that answer from memory or through
+    greenlet-aware I/O, and run several server workers (``--workers``) to use
+    more than one core. ``max_threads`` does not limit it. Lifespan hooks
+    still run in a worker thread (they typically block: connections,
+    migrations).
+
     :param app: the WSGI application, called as ``app(environ, start_response)``.
     :param max_threads: how many requests may run the app at once (worker
-        threads of this adapter); default 40.
-    :param executor: where the app runs; only ``"thread"`` today.
+        threads of this adapter; thread executor); default 40.
+    :param executor: ``"thread"`` (default) or ``"greenlet"``, see above.
+    :param send_buffer: thread executor: body bytes a worker may produce
+        ahead of ``send`` before it blocks (backpressure), and the largest
+        coalesced body message; default 64 KiB. ``0`` sends each chunk before
+        the next is pulled.
     :param body_buffer_size: a pre-read request body stays in memory up to this
         many bytes and spills to a temp file beyond (default 1 MiB).
     :param max_body_size: larger request bodies get a 413 and the app is not
@@ -512,6 +121,7 @@ class WsgiToAsgi:
     :param on_shutdown: the same for ``lifespan.shutdown``.
     :param multiprocess: the value of ``wsgi.multiprocess`` (default ``True``).
     :raises ValueError: for an unknown executor or a non-positive size.
+    :raises ImportError: for ``executor="greenlet"`` without the greenlet package.
     """
 
     def __init__(
@@ -519,7 +129,8 @@ class WsgiToAsgi:
         app: WSGIApp,
         *,
         max_threads: int | None = None,
-        executor: Literal["thread"] = "thread",
+        executor: Literal["thread", "greenlet"] = "thread",
+        send_buffer: int = SEND_BUFFER,
         body_buffer_size: int = BODY_BUFFER_SIZE,
         max_body_size: int | None = None,
         stream_request_body: bool = False,
@@ -527,8 +138,10 @@ class WsgiToAsgi:
         on_shutdown: Callable[[], object] | None = None,
         multiprocess: bool = True,
     ) -> None:
-        if executor != "thread":
-            raise ValueError(f"unknown executor {executor!r}; expected 'thread'")
+        if executor not in ("thread", "greenlet"):
+            raise ValueError(f"unknown executor {executor!r}; expected 'thread' or 'greenlet'")
+        if send_buffer < 0:
+            raise ValueError(f"send_buffer must be >= 0, got {send_buffer}")
         threads = MAX_THREADS if max_threads is None else max_threads
         if threads < 1:
             raise ValueError(f"max_threads must be at least 1, got {threads}")
@@ -544,7 +157,15 @@ class WsgiToAsgi:
         self.on_startup = on_startup
         self.on_shutdown = on_shutdown
         self.multiprocess = multiprocess
-        self._executor: _Executor = _ThreadExecutor(threads)
+        self.executor = executor
+        self.send_buffer = send_buffer
+        self._executor: Executor
+        if executor == "greenlet":
+            import greenlet  # noqa: F401 - fail here, not on the first request
+
+            self._executor = GreenletExecutor()
+        else:
+            self._executor = ThreadExecutor(threads, send_buffer)
         self._errors = ErrorStream()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -657,9 +278,8 @@ class WsgiToAsgi:
                 )
 
     async def _respond(self, exchange: _Exchange) -> None:
-        executor = self._executor
         try:
-            outcome = await executor.run(_call_app, exchange)
+            outcome = await self._executor.run(_call_app, exchange)
         except Exception as exc:
             await self._failed(exchange, exc)
             return
@@ -671,8 +291,9 @@ class WsgiToAsgi:
                 exchange.start_message(),
                 {"type": "http.response.pathsend", "path": exchange.file_path},
             )
-        elif outcome == _STREAMING:
-            await self._stream(exchange)
+        elif outcome == _STREAMED and not exchange.disconnected:
+            self._abort_short(exchange, exchange.short_by(exchange.method))
+        # _FINISHED: the sync side emitted everything; _GONE: nobody to tell.
 
     async def _send_quietly(self, exchange: _Exchange, *messages: Message) -> bool:
         """Send ``messages``; False (and no exception) if the client has gone (B19)."""
@@ -714,50 +335,6 @@ class WsgiToAsgi:
         )
         logger.error(message)
         raise AppProtocolError(message)
-
-    async def _stream(self, exchange: _Exchange) -> None:
-        """Phase 2: the first chunk is in hand; iterate the rest in the worker."""
-        messages: list[Message] = []
-        if not exchange.headers_sent:
-            exchange.headers_sent = True
-            messages.append(exchange.start_message())
-        body = {"type": "http.response.body", "body": exchange.chunks[0], "more_body": True}
-        messages.append(body)
-        exchange.chunks = []
-        executor = self._executor
-        try:
-            sent = await self._send_quietly(exchange, *messages)
-        except BaseException:
-            # Cancelled between the two hops: close() must still run (B15).
-            with anyio.CancelScope(shield=True):
-                await executor.run(_close_only, exchange)
-            raise
-        if not sent:
-            await executor.run(_close_only, exchange)
-            return
-        error: Exception | None = None
-        outcome = _GONE
-        async with anyio.create_task_group() as group:
-            streaming_input = exchange.input
-            if streaming_input is None or streaming_input.at_eof:
-                # receive() is free: the body has been read (B19).
-                group.start_soon(_watch_disconnect, exchange)
-            try:
-                outcome = await executor.run(_iterate_rest, exchange)
-            except Exception as exc:
-                # Raised outside the task group, so the app's exception
-                # reaches the server unchanged (not in an ExceptionGroup).
-                error = exc
-            group.cancel_scope.cancel()
-        if error is not None:
-            await self._failed(exchange, error)
-            return
-        if outcome == _GONE or exchange.disconnected:
-            return
-        short = exchange.short_by(exchange.method)
-        if short:
-            self._abort_short(exchange, short)
-        await self._send_quietly(exchange, dict(_BODY_END))
 
     async def _failed(self, exchange: _Exchange, exc: Exception) -> None:
         """The app (or our stream under it) raised; the result is already closed."""

@@ -10,7 +10,7 @@ import threading
 import wsgiref.validate
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 import anyio.from_thread
@@ -22,6 +22,51 @@ from bridge.errors import AppProtocolError
 from bridge.types import Environ, Message, Scope, StartResponse, WSGIApp
 
 pytestmark = pytest.mark.anyio
+
+#: Every test below runs on each executor (and each backend), except those
+#: marked @thread_only: they are about worker threads as such.
+EXECUTORS = ("thread", "greenlet")
+_selected = {"executor": "thread"}
+
+TestFn = TypeVar("TestFn", bound=Callable[..., Any])
+
+
+def only(executor: str) -> Callable[[TestFn], TestFn]:
+    """Run the decorated test on ``executor`` only (it is about that executor)."""
+
+    def mark(test: TestFn) -> TestFn:
+        test.__dict__["executors"] = [executor]
+        return test
+
+    return mark
+
+
+thread_only = only("thread")
+greenlet_only = only("greenlet")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "executor" in metafunc.fixturenames:
+        executors = metafunc.function.__dict__.get("executors", list(EXECUTORS))
+        metafunc.parametrize("executor", executors)
+
+
+@pytest.fixture(autouse=True)
+def _use_executor(executor: str) -> Iterator[None]:
+    """Make :func:`adapter` and :func:`call` build adapters on ``executor``."""
+    _selected["executor"] = executor
+    yield
+    _selected["executor"] = "thread"
+
+
+def adapter(app: WSGIApp, **options: Any) -> WsgiToAsgi:
+    """``WsgiToAsgi(app, **options)`` on the executor under test."""
+    return WsgiToAsgi(app, executor=_selected["executor"], **options)  # type: ignore[arg-type]
+
+
+def on_greenlet() -> bool:
+    return _selected["executor"] == "greenlet"
+
 
 TEXT = [("Content-Type", "text/plain")]
 END = {"type": "http.response.body", "body": b"", "more_body": False}
@@ -99,7 +144,7 @@ class Peer:
 
 async def call(app: WSGIApp, peer: Peer | None = None, **scope: Any) -> Peer:
     peer = peer or Peer()
-    await WsgiToAsgi(app)(http_scope(**scope), peer.receive, peer.send)
+    await adapter(app)(http_scope(**scope), peer.receive, peer.send)
     return peer
 
 
@@ -153,7 +198,8 @@ async def test_list_response_one_message_per_chunk_with_content_length() -> None
 
     peer = await call(app)
     assert seen
-    assert seen[0] != loop_thread
+    # B1: a worker thread; the greenlet executor runs inline, on the loop's thread.
+    assert (seen[0] == loop_thread) is on_greenlet()
     assert peer.sent == [
         {
             "type": "http.response.start",
@@ -179,11 +225,19 @@ async def test_generator_streams_each_chunk_then_ends() -> None:  # B10
     peer = await call(validated(app))
     assert peer.status == 200
     assert b"content-length" not in peer.headers
-    assert peer.bodies == [
-        {"type": "http.response.body", "body": b"a", "more_body": True},
-        {"type": "http.response.body", "body": b"b", "more_body": True},
-        END,
-    ]
+    if on_greenlet():
+        # B10 to the letter: one message per non-empty chunk, then the end.
+        assert peer.bodies == [
+            {"type": "http.response.body", "body": b"a", "more_body": True},
+            {"type": "http.response.body", "body": b"b", "more_body": True},
+            END,
+        ]
+    else:
+        # Thread executor: chunks queued together may leave as one message
+        # (see WsgiToAsgi's docstring); bytes, order and the end are B10's.
+        assert peer.body == b"ab"
+        assert all(m["more_body"] for m in peer.bodies[:-1])
+        assert peer.bodies[-1]["more_body"] is False
 
 
 @pytest.mark.parametrize("empty", [[], (), iter(())], ids=["list", "tuple", "iterator"])
@@ -196,14 +250,15 @@ async def test_empty_result_still_starts_and_ends(empty: Any) -> None:  # B11
 async def test_validated_list_response() -> None:  # B1-B11 through wsgiref.validate
     peer = await call(validated(app_returning([b"x", b"y"])))
     assert peer.body == b"xy"
-    assert peer.sent[-1] == END
+    assert peer.sent[-1]["more_body"] is False
 
 
-async def test_close_runs_in_the_worker_thread() -> None:  # B1
+async def test_close_runs_on_the_sync_side() -> None:  # B1
     result = Result([b"a"])
     await call(app_returning(result))
     assert result.closes == 1
-    assert result.close_thread != threading.get_ident()
+    # In the worker thread; with greenlets, in the app's greenlet on the loop thread.
+    assert (result.close_thread == threading.get_ident()) is on_greenlet()
 
 
 # -- B7 --------------------------------------------------------------------------
@@ -211,13 +266,30 @@ async def test_close_runs_in_the_worker_thread() -> None:  # B1
 
 async def test_no_start_before_first_non_empty_chunk() -> None:  # B7
     peer = Peer()
+    seen_before_second: list[Message] = []
+
+    def app(environ: Environ, start_response: StartResponse) -> Iterator[bytes]:
+        start_response("200 OK", TEXT)
+        yield b""
+        seen_before_second.extend(peer.sent)  # the app is pulled for its second chunk
+        yield b"x"
+
+    await call(validated(app), peer)
+    assert seen_before_second == []
+    assert peer.body == b"x"
+
+
+@thread_only
+async def test_no_start_while_the_app_blocks_after_an_empty_chunk() -> None:  # B7
+    peer = Peer()
+    token = anyio.lowlevel.current_token()
     pulled_second = anyio.Event()
     release = threading.Event()
 
     def app(environ: Environ, start_response: StartResponse) -> Iterator[bytes]:
         start_response("200 OK", TEXT)
         yield b""
-        anyio.from_thread.run_sync(pulled_second.set)
+        anyio.from_thread.run_sync(pulled_second.set, token=token)
         assert release.wait(30)
         yield b"x"
 
@@ -229,6 +301,7 @@ async def test_no_start_before_first_non_empty_chunk() -> None:  # B7
     assert peer.body == b"x"
 
 
+@thread_only
 async def test_content_length_zero_starts_early() -> None:  # B7
     peer = Peer()
     started = anyio.Event()
@@ -251,6 +324,7 @@ async def test_content_length_zero_starts_early() -> None:  # B7
     assert peer.bodies == [END]
 
 
+@thread_only
 async def test_first_write_starts_the_response() -> None:  # B7, B13
     peer = Peer()
     started = anyio.Event()
@@ -268,6 +342,34 @@ async def test_first_write_starts_the_response() -> None:  # B7, B13
         await started.wait()
         assert peer.sent == [peer.start]
         release.set()
+    assert peer.bodies == [END]
+
+
+@greenlet_only
+async def test_greenlet_start_goes_out_before_the_app_continues() -> None:  # B7, B13
+    # Inline executor: each emit is sent before the app resumes (no queue).
+    peer = Peer()
+    after_write: list[Message] = []
+
+    def app(environ: Environ, start_response: StartResponse) -> list[bytes]:
+        write = start_response("200 OK", TEXT)
+        write(b"")
+        after_write.extend(peer.sent)
+        return []
+
+    await call(app, peer)
+    assert after_write == [peer.start]
+    assert peer.bodies == [END]
+
+    peer = Peer()
+    before_first_chunk: list[Message] = []
+
+    def body() -> Iterator[bytes]:
+        before_first_chunk.extend(peer.sent)
+        yield b""
+
+    await call(app_returning(body(), headers=[("Content-Length", "0")]), peer)
+    assert before_first_chunk == [peer.start]
     assert peer.bodies == [END]
 
 
@@ -579,9 +681,9 @@ async def test_cancellation_wakes_the_worker_and_closes_once() -> None:  # B15, 
             await anyio.sleep_forever()
 
     peer.on_send = lambda m: on_send(m)
-    adapter = WsgiToAsgi(endless(holder), max_threads=1)
+    served = adapter(endless(holder), max_threads=1)
     async with anyio.create_task_group() as group:
-        group.start_soon(adapter, http_scope(), peer.receive, peer.send)
+        group.start_soon(served, http_scope(), peer.receive, peer.send)
         await blocked.wait()
         group.cancel_scope.cancel()
     # The worker has returned (close ran) before the request task ended...
@@ -595,7 +697,7 @@ async def test_cancellation_wakes_the_worker_and_closes_once() -> None:  # B15, 
 
     second.on_send = hang_up
     with anyio.fail_after(10):
-        await adapter(http_scope(), second.receive, second.send)
+        await served(http_scope(), second.receive, second.send)
     assert holder[1].closes == 1
 
 
@@ -620,13 +722,14 @@ async def test_cancellation_during_phase_one_write() -> None:  # never hang
             closed.append(1)
 
     async with anyio.create_task_group() as group:
-        group.start_soon(WsgiToAsgi(app), http_scope(), peer.receive, peer.send)
+        group.start_soon(adapter(app), http_scope(), peer.receive, peer.send)
         await blocked.wait()
         group.cancel_scope.cancel()
     assert closed == [1]
 
 
-async def test_backpressure_one_chunk_in_flight() -> None:  # B10
+@greenlet_only
+async def test_greenlet_backpressure_one_chunk_in_flight() -> None:  # B10
     produced = 0
     peer = Peer()
     observations: list[tuple[int, int]] = []
@@ -649,8 +752,92 @@ async def test_backpressure_one_chunk_in_flight() -> None:  # B10
 
     peer.on_send = lambda m: slow_send(m)
     await call(validated(app), peer)
+    # One chunk in flight: while send() runs, the app has produced exactly it.
     assert observations == [(n, n) for n in range(1, 6)]
     assert peer.body == b"chunk" * 5
+
+
+@thread_only
+async def test_thread_send_buffer_bounds_what_runs_ahead() -> None:  # B10, issue 4
+    chunk_size, count, limit = 4096, 64, 16384
+    produced = 0
+    sent = 0
+    ahead: list[int] = []
+    peer = Peer()
+
+    def app(environ: Environ, start_response: StartResponse) -> Iterator[bytes]:
+        nonlocal produced
+        start_response("200 OK", TEXT)
+        for i in range(count):
+            ahead.append(produced - sent)  # produced but not yet sent, at each pull
+            produced += chunk_size
+            yield bytes([i]) * chunk_size
+
+    async def slow_send(message: Message) -> None:
+        nonlocal sent
+        await anyio.lowlevel.checkpoint()  # let the worker run ahead if it may
+        sent += len(message.get("body", b""))
+
+    peer.on_send = lambda m: slow_send(m)
+    await adapter(app, send_buffer=limit)(http_scope(), peer.receive, peer.send)
+    assert peer.body == b"".join(bytes([i]) * chunk_size for i in range(count))  # order
+    assert max(ahead) <= limit + chunk_size  # bounded memory
+    assert all(len(m["body"]) <= limit for m in peer.bodies)  # bounded coalescing
+    assert peer.bodies[-1]["more_body"] is False
+    assert all(m["more_body"] for m in peer.bodies[:-1])
+
+
+@thread_only
+async def test_thread_first_chunk_goes_out_while_the_app_blocks() -> None:  # B10: never held
+    peer = Peer()
+    first_sent = anyio.Event()
+    release = threading.Event()
+    peer.on_send = lambda m: first_sent.set() if m.get("body") == b"first" else None
+
+    def app(environ: Environ, start_response: StartResponse) -> Iterator[bytes]:
+        start_response("200 OK", TEXT)
+        yield b"first"
+        assert release.wait(30)  # the app blocks before producing the next chunk
+        yield b"second"
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(call, app, peer)
+        with anyio.fail_after(30):
+            await first_sent.wait()
+        release.set()
+    assert peer.body == b"firstsecond"
+
+
+@thread_only
+async def test_thread_send_buffer_zero_sends_each_chunk_alone() -> None:  # B10
+    def app(environ: Environ, start_response: StartResponse) -> Iterator[bytes]:
+        start_response("200 OK", TEXT)
+        yield b"a"
+        yield b"b"
+
+    peer = Peer()
+    await adapter(app, send_buffer=0)(http_scope(), peer.receive, peer.send)
+    assert peer.bodies == [
+        {"type": "http.response.body", "body": b"a", "more_body": True},
+        {"type": "http.response.body", "body": b"b", "more_body": True},
+        END,
+    ]
+
+
+async def test_send_raising_wakes_a_blocked_app() -> None:  # never hang, B15
+    holder: list[Result] = []
+    peer = Peer()
+    error = RuntimeError("server broke")
+
+    def on_send(message: Message) -> None:
+        if len(peer.bodies) == 2:
+            raise error
+
+    peer.on_send = on_send
+    with pytest.raises(RuntimeError) as raised:
+        await adapter(endless(holder), send_buffer=16)(http_scope(), peer.receive, peer.send)
+    assert raised.value is error
+    assert holder[0].closes == 1
 
 
 async def test_contextvars_reach_the_app() -> None:  # B1 (anyio copies the context)
@@ -695,8 +882,8 @@ async def test_chunked_upload_arrives_whole(stream: bool) -> None:  # D3, A25
     data = b"0123456789" * 1000
     seen: list[Environ] = []
     peer = Peer([*chunked(data, 777)[:-1], {"type": "http.request", "body": b"tail"}])
-    adapter = WsgiToAsgi(validated(echo_app(seen)), stream_request_body=stream)
-    await adapter(http_scope(method="POST"), peer.receive, peer.send)
+    served = adapter(validated(echo_app(seen)), stream_request_body=stream)
+    await served(http_scope(method="POST"), peer.receive, peer.send)
     full = data + b"tail"
     assert peer.body == hashlib.sha256(full).hexdigest().encode() + b" %d" % len(full)
     assert "CONTENT_LENGTH" not in seen[0]
@@ -746,9 +933,7 @@ async def test_lazy_input_disconnect_raises_client_disconnected() -> None:  # A2
     peer = Peer(
         [{"type": "http.request", "body": b"x", "more_body": True}, {"type": "http.disconnect"}]
     )
-    await WsgiToAsgi(app, stream_request_body=True)(
-        http_scope(method="POST"), peer.receive, peer.send
-    )
+    await adapter(app, stream_request_body=True)(http_scope(method="POST"), peer.receive, peer.send)
     assert len(errors) == 1
     assert isinstance(errors[0], ClientDisconnected)
     assert peer.sent == []
@@ -763,9 +948,7 @@ async def test_lazy_input_is_lazy() -> None:  # A22
         start_response("200 OK", TEXT)
         return [first, b" %d" % calls]
 
-    await WsgiToAsgi(app, stream_request_body=True)(
-        http_scope(method="POST"), peer.receive, peer.send
-    )
+    await adapter(app, stream_request_body=True)(http_scope(method="POST"), peer.receive, peer.send)
     assert peer.body == b"ab 1"
 
 
@@ -814,8 +997,8 @@ async def test_max_body_size_is_413(stream: bool, announced: bool) -> None:
     data = b"x" * 100
     headers = [(b"content-length", b"100")] if announced else []
     peer = Peer(chunked(data, 30))
-    adapter = WsgiToAsgi(app, max_body_size=50, stream_request_body=stream)
-    await adapter(http_scope(method="POST", headers=headers), peer.receive, peer.send)
+    served = adapter(app, max_body_size=50, stream_request_body=stream)
+    await served(http_scope(method="POST", headers=headers), peer.receive, peer.send)
     assert peer.status == 413
     if announced or not stream:
         assert called == []
@@ -829,15 +1012,15 @@ async def test_invalid_content_length_is_400() -> None:  # A11
 # -- other scopes (B20) ------------------------------------------------------------------
 
 
-async def test_lifespan_runs_hooks_in_a_worker_thread() -> None:  # B20
+async def test_lifespan_runs_hooks_in_a_worker_thread() -> None:  # B20 (both executors)
     threads: list[int] = []
-    adapter = WsgiToAsgi(
+    served = adapter(
         app_returning([]),
         on_startup=lambda: threads.append(threading.get_ident()),
         on_shutdown=lambda: threads.append(threading.get_ident()),
     )
     peer = Peer([{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}])
-    await adapter({"type": "lifespan", "asgi": {"version": "3.0"}}, peer.receive, peer.send)
+    await served({"type": "lifespan", "asgi": {"version": "3.0"}}, peer.receive, peer.send)
     assert peer.sent == [
         {"type": "lifespan.startup.complete"},
         {"type": "lifespan.shutdown.complete"},
@@ -848,7 +1031,7 @@ async def test_lifespan_runs_hooks_in_a_worker_thread() -> None:  # B20
 
 async def test_lifespan_without_hooks() -> None:  # B20
     peer = Peer([{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}])
-    await WsgiToAsgi(app_returning([]))({"type": "lifespan"}, peer.receive, peer.send)
+    await adapter(app_returning([]))({"type": "lifespan"}, peer.receive, peer.send)
     assert [m["type"] for m in peer.sent] == [
         "lifespan.startup.complete",
         "lifespan.shutdown.complete",
@@ -861,7 +1044,7 @@ async def test_lifespan_hook_failures(caplog: pytest.LogCaptureFixture) -> None:
 
     peer = Peer([{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}])
     with caplog.at_level(logging.ERROR, logger="bridge"):
-        await WsgiToAsgi(app_returning([]), on_startup=fail, on_shutdown=fail)(
+        await adapter(app_returning([]), on_startup=fail, on_shutdown=fail)(
             {"type": "lifespan"}, peer.receive, peer.send
         )
     assert peer.sent == [
@@ -872,7 +1055,7 @@ async def test_lifespan_hook_failures(caplog: pytest.LogCaptureFixture) -> None:
 
 async def test_websocket_is_refused() -> None:  # B20
     peer = Peer([{"type": "websocket.connect"}])
-    await WsgiToAsgi(app_returning([]))(
+    await adapter(app_returning([]))(
         {"type": "websocket", "path": "/", "headers": []}, peer.receive, peer.send
     )
     assert peer.sent == [{"type": "websocket.close", "code": 1008, "reason": ""}]
@@ -881,7 +1064,7 @@ async def test_websocket_is_refused() -> None:  # B20
 async def test_unknown_scope_type_raises() -> None:  # B20
     peer = Peer()
     with pytest.raises(ServerProtocolError):
-        await WsgiToAsgi(app_returning([]))({"type": "mqtt"}, peer.receive, peer.send)
+        await adapter(app_returning([]))({"type": "mqtt"}, peer.receive, peer.send)
 
 
 def test_constructor_validation() -> None:
@@ -918,7 +1101,9 @@ def data_file(tmp_path: Path) -> Path:
 async def test_file_wrapper_streams_without_extensions(data_file: Path) -> None:  # A26
     peer = await call(validated(file_app(data_file, seek=2)))
     assert peer.body == b"23456789"
-    assert [m["body"] for m in peer.bodies] == [b"2345", b"6789", b""]
+    assert peer.bodies[-1]["more_body"] is False
+    if on_greenlet():
+        assert [m["body"] for m in peer.bodies] == [b"2345", b"6789", b""]
 
 
 async def test_file_wrapper_uses_pathsend(data_file: Path) -> None:  # A26, D12
@@ -975,7 +1160,7 @@ async def test_flask_app() -> None:
     def stream() -> flask.Response:
         return flask.Response((b"part%d;" % i for i in range(3)), mimetype="text/plain")
 
-    transport = httpx.ASGITransport(app=WsgiToAsgi(flask_app))
+    transport = httpx.ASGITransport(app=adapter(flask_app))
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
         response = await client.get("/hello/w%C3%B6rld", params={"q": "1"})
         assert response.status_code == 200
@@ -1005,7 +1190,7 @@ async def test_django_app() -> None:
         django.setup()
     from django.core.wsgi import get_wsgi_application  # type: ignore[import-untyped]
 
-    transport = httpx.ASGITransport(app=WsgiToAsgi(get_wsgi_application()))
+    transport = httpx.ASGITransport(app=adapter(get_wsgi_application()))
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
         response = await client.get("/hi/", params={"name": "dj"}, headers={"cookie": "a=1"})
         assert response.status_code == 200
@@ -1041,13 +1226,100 @@ def test_one_adapter_serves_successive_event_loops() -> None:
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [b"hello"]
 
-    adapter = WsgiToAsgi(hello, max_threads=2)
+    served = adapter(hello, max_threads=2)
 
     async def once() -> Peer:
         peer = Peer()
-        await adapter(http_scope(), peer.receive, peer.send)
+        await served(http_scope(), peer.receive, peer.send)
         return peer
 
     for backend in ("asyncio", "trio", "asyncio"):
         peer = anyio.run(once, backend=backend)
         assert (peer.status, peer.body) == (200, b"hello")
+
+
+# -- greenlet executor specifics ----------------------------------------------------------
+
+
+def greenlet_endless(greenlets: list[Any], holder: list[Result]) -> WSGIApp:
+    inner = endless(holder)
+
+    def app(environ: Environ, start_response: StartResponse) -> Any:
+        import greenlet
+
+        greenlets.append(greenlet.getcurrent())
+        return inner(environ, start_response)
+
+    return app
+
+
+@greenlet_only
+async def test_greenlet_is_dead_after_cancellation() -> None:  # B15, never half-run
+    greenlets: list[Any] = []
+    holder: list[Result] = []
+    peer = Peer()
+    blocked = anyio.Event()
+
+    async def on_send(message: Message) -> None:
+        if len(peer.bodies) == 2:
+            blocked.set()
+            await anyio.sleep_forever()
+
+    peer.on_send = lambda m: on_send(m)
+    async with anyio.create_task_group() as group:
+        group.start_soon(call, greenlet_endless(greenlets, holder), peer)
+        await blocked.wait()
+        group.cancel_scope.cancel()
+    assert greenlets[0].dead  # no gc needed: finished in the cancelled task
+    assert holder[0].closes == 1
+    assert holder[0].close_thread == threading.get_ident()
+
+
+@greenlet_only
+async def test_greenlet_is_dead_after_disconnect() -> None:  # B19
+    greenlets: list[Any] = []
+    holder: list[Result] = []
+    peer = Peer()
+
+    def on_send(message: Message) -> None:
+        if len(peer.bodies) == 3:
+            peer.disconnect.set()
+
+    peer.on_send = on_send
+    await call(greenlet_endless(greenlets, holder), peer)
+    assert greenlets[0].dead
+    assert holder[0].closes == 1
+
+
+@greenlet_only
+async def test_greenlet_context_is_a_copy() -> None:  # B1
+    var: contextvars.ContextVar[str] = contextvars.ContextVar("var")
+    var.set("server")
+    seen: list[str] = []
+
+    def app(environ: Environ, start_response: StartResponse) -> list[bytes]:
+        seen.append(var.get())
+        var.set("app")  # stays in the request's copy
+        start_response("200 OK", TEXT)
+        return []
+
+    await call(app)
+    await call(app)
+    assert seen == ["server", "server"]
+    assert var.get() == "server"
+
+
+@greenlet_only
+async def test_greenlet_lazy_input_switches_to_the_loop() -> None:  # A22
+    peer = Peer(chunked(b"abcdef", 2))
+    threads: list[int] = []
+
+    def app(environ: Environ, start_response: StartResponse) -> list[bytes]:
+        threads.append(threading.get_ident())
+        body = environ["wsgi.input"].read()
+        start_response("200 OK", TEXT)
+        return [body]
+
+    await adapter(app, stream_request_body=True)(http_scope(method="POST"), peer.receive, peer.send)
+    assert peer.body == b"abcdef"
+    assert threads == [threading.get_ident()]

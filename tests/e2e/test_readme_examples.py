@@ -5,15 +5,11 @@ from __future__ import annotations
 import sys
 
 import httpx
-import pytest
 
-import bridge
 from compat_suite.servers import launch, serve
 
 
 def test_flask_on_uvicorn_script() -> None:
-    if not hasattr(bridge, "WsgiToAsgi"):
-        pytest.skip("bridge does not export WsgiToAsgi yet")
     with (
         launch(
             "flask-on-uvicorn",
@@ -32,8 +28,6 @@ def test_flask_on_uvicorn_script() -> None:
 
 
 def test_fastapi_on_gunicorn_gthread() -> None:
-    if not hasattr(bridge, "AsgiToWsgi"):
-        pytest.skip("bridge does not export AsgiToWsgi yet")
     with (
         serve("gunicorn-gthread", "examples.fastapi_on_gunicorn:application") as server,
         httpx.Client(base_url=server.base_url) as client,

@@ -70,15 +70,6 @@ def test_streamed_response_arrives_before_it_ends(
 ) -> None:
     # The app yields its first chunk, then waits at a gate only this test can
     # open: a buffering adapter would never deliver the first chunk.
-    if live.deployment.adapter == "bridge" and live.deployment.app == "flask":
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="known bug: WsgiToAsgi's thread executor pulls the first chunk and the "
-                "rest in two thread hops with separate context copies, so Flask's "
-                "stream_with_context loses flask.app_ctx (LookupError) after the first chunk",
-            )
-        )
     with (
         Gate() as gate,
         live.client.stream("GET", "/stream", params={"gate": gate.port}) as response,

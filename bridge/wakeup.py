@@ -1,0 +1,43 @@
+"""Thread-safe wake-ups of the running event loop, on asyncio and trio.
+
+Rules:
+1. One primitive per backend, the backend's own: ``loop.call_soon_threadsafe``
+   on asyncio, ``TrioToken.run_sync_soon`` on trio. Both schedule a plain
+   callback on the loop from any thread, never wait, and cost one wake-up of
+   the loop (a self-pipe write), which is the cheapest way back in.
+2. :func:`current_call_soon` is called *on* the loop (it asks the running loop
+   for its primitive); the callable it returns is then used from other
+   threads. Both adapters use it: ``AsgiToWsgi``'s private loop
+   (:mod:`bridge.loop`) and ``WsgiToAsgi``'s thread executor.
+3. The scheduled callback runs outside any task: it may only do non-blocking
+   loop-side work, such as setting an :class:`anyio.Event`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import anyio.lowlevel
+
+__all__ = ["CallSoon", "current_call_soon"]
+
+CallSoon = Callable[..., object]
+"""``call_soon(fn, *args)``: run ``fn(*args)`` on the loop soon; thread-safe, never waits."""
+
+
+def current_call_soon() -> CallSoon:
+    """The running loop's thread-safe ``call_soon(fn, *args)`` (rule 1).
+
+    :raises RuntimeError: outside a running event loop (anyio's
+        ``NoEventLoopError``), or on a loop with neither primitive.
+    """
+    # anyio's token wraps the backend's own: a TrioToken on trio, the
+    # asyncio event loop on asyncio.
+    native = anyio.lowlevel.current_token().native_token
+    run_sync_soon: CallSoon | None = getattr(native, "run_sync_soon", None)
+    if run_sync_soon is not None:
+        return run_sync_soon
+    call_soon_threadsafe: CallSoon | None = getattr(native, "call_soon_threadsafe", None)
+    if call_soon_threadsafe is not None:
+        return call_soon_threadsafe
+    raise RuntimeError(f"cannot wake an event loop of type {type(native).__name__}")

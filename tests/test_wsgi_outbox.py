@@ -1,0 +1,70 @@
+"""bridge.wsgi_outbox and bridge.wakeup: the worker→loop queue, its bound and coalescing."""
+
+from __future__ import annotations
+
+import threading
+
+import anyio
+import anyio.to_thread
+import pytest
+
+from bridge.errors import ClientDisconnected
+from bridge.wakeup import current_call_soon
+from bridge.wsgi_outbox import Item, Outbox, coalesce
+
+pytestmark = pytest.mark.anyio
+
+END = {"type": "http.response.body", "body": b"", "more_body": False}
+
+
+def test_coalesce_joins_runs_within_the_limit() -> None:
+    start = {"type": "http.response.start", "status": 200, "headers": []}
+    batch: list[Item] = [start, b"ab", b"cd", b"efg", b"h" * 10, END]
+    messages, nbytes = coalesce(batch, limit=7)
+    assert nbytes == 17
+    assert messages == [
+        start,
+        {"type": "http.response.body", "body": b"abcdefg", "more_body": True},
+        # a chunk larger than the limit goes alone, never split; END folds in
+        {"type": "http.response.body", "body": b"h" * 10, "more_body": False},
+    ]
+
+
+def test_coalesce_keeps_a_lone_end() -> None:
+    assert coalesce([END], limit=10) == ([END], 0)
+
+
+async def test_wakeup_from_a_thread() -> None:
+    call_soon = current_call_soon()
+    event = anyio.Event()
+    await anyio.to_thread.run_sync(call_soon, event.set)
+    with anyio.fail_after(10):
+        await event.wait()
+
+
+async def test_outbox_blocks_the_worker_beyond_the_limit_and_abort_wakes_it() -> None:
+    outbox = Outbox(current_call_soon(), limit=4)
+    blocked = threading.Event()
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        outbox.put(None, b"abc")  # within the limit: returns
+        blocked.set()
+        try:
+            outbox.put(None, b"defg")  # 7 > 4: blocks until sent or aborted
+        except ClientDisconnected as exc:
+            errors.append(exc)
+        outbox.finish("done", None)
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(anyio.to_thread.run_sync, worker)
+        batch, _ = await outbox.take()
+        assert batch in ([b"abc"], [b"abc", b"defg"])  # what was queued by then
+        # Nothing is reported sent: the second put blocks (or finds the abort).
+        await anyio.to_thread.run_sync(blocked.wait)
+        outbox.abort("gone")
+        with anyio.fail_after(10):
+            await outbox.wait_done()
+    assert outbox.outcome == "done"
+    assert len(errors) == 1
+    assert await outbox.take() == ([], True)
