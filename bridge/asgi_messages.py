@@ -79,32 +79,61 @@ def _status_line(status: int) -> str:
     return line
 
 
+# Checked ``(name, value)`` byte pairs of response start -> the latin-1 ``str``
+# pair for start_response, or None for a hop-by-hop header (dropped). Apps send
+# the same headers over and over; the cache is cleared when it fills up, since
+# values such as Content-Length or ETag vary and must not grow it forever.
+_START_HEADER_CACHE_MAX = 1024
+_START_HEADER_CACHE: dict[tuple[bytes, bytes], tuple[str, str] | None] = {}
+
+
+def _header(pair: Any, what: str, *, strip_hop_by_hop: bool) -> tuple[str, str] | None:
+    """Check one ASGI header pair; return it as latin-1 ``str``, or None if it is dropped."""
+    try:
+        name_b, value_b = pair
+    except (TypeError, ValueError):
+        raise AppProtocolError(f"{what} header {pair!r} is not a [name, value] pair") from None
+    if not (isinstance(name_b, (bytes, bytearray)) and isinstance(value_b, (bytes, bytearray))):
+        raise AppProtocolError(
+            f"{what} header {pair!r}: names and values must be bytes, not "
+            f"{type(name_b).__name__}/{type(value_b).__name__}"
+        )
+    name = bytes(name_b).decode("latin-1")
+    value = bytes(value_b).decode("latin-1")
+    if name.startswith(":"):
+        # ASGI www §Response Start: pseudo-headers are never allowed.
+        raise AppProtocolError(f"{what} header {name!r} is a pseudo-header")
+    check_field_name(name, AppProtocolError)
+    check_field_value(name, value, AppProtocolError)
+    if strip_hop_by_hop and name.lower() in HOP_BY_HOP:
+        # D4 / PEP 3333 §Other HTTP Features: wsgiref.handlers asserts on these.
+        return None
+    return name, value
+
+
 def _headers(raw: object, what: str, *, strip_hop_by_hop: bool) -> list[tuple[str, str]]:
     """Check ASGI ``[[bytes, bytes], ...]`` headers; return latin-1 ``str`` tuples."""
     if isinstance(raw, (str, bytes)) or not hasattr(raw, "__iter__"):
         raise AppProtocolError(f"{what} headers must be an iterable of [name, value] pairs")
     headers: list[tuple[str, str]] = []
+    if not strip_hop_by_hop:  # trailers: checked and discarded, never cached
+        for pair in raw:
+            header = _header(pair, what, strip_hop_by_hop=False)
+            if header is not None:
+                headers.append(header)
+        return headers
+    cache = _START_HEADER_CACHE
     for pair in raw:
         try:
-            name_b, value_b = pair
-        except (TypeError, ValueError):
-            raise AppProtocolError(f"{what} header {pair!r} is not a [name, value] pair") from None
-        if not (isinstance(name_b, (bytes, bytearray)) and isinstance(value_b, (bytes, bytearray))):
-            raise AppProtocolError(
-                f"{what} header {pair!r}: names and values must be bytes, not "
-                f"{type(name_b).__name__}/{type(value_b).__name__}"
-            )
-        name = bytes(name_b).decode("latin-1")
-        value = bytes(value_b).decode("latin-1")
-        if name.startswith(":"):
-            # ASGI www §Response Start: pseudo-headers are never allowed.
-            raise AppProtocolError(f"{what} header {name!r} is a pseudo-header")
-        check_field_name(name, AppProtocolError)
-        check_field_value(name, value, AppProtocolError)
-        if strip_hop_by_hop and name.lower() in HOP_BY_HOP:
-            # D4 / PEP 3333 §Other HTTP Features: wsgiref.handlers asserts on these.
-            continue
-        headers.append((name, value))
+            header = cache[pair]
+        except (KeyError, TypeError):  # not seen yet, or not hashable (a list pair)
+            header = _header(pair, what, strip_hop_by_hop=True)
+            if type(pair) is tuple and type(pair[0]) is bytes and type(pair[1]) is bytes:
+                if len(cache) >= _START_HEADER_CACHE_MAX:
+                    cache.clear()
+                cache[pair] = header
+        if header is not None:
+            headers.append(header)
     return headers
 
 

@@ -13,6 +13,12 @@ Rules:
    backend's own thread-safe scheduling, one wake-up, no waiting: used per
    request) and :attr:`PrivateLoop.portal` (anyio's blocking portal: used for
    the rare calls that need a result, such as lifespan).
+5. Per-request tasks are cancellable without an anyio ``CancelScope`` (which
+   costs more than the rest of a hello-world request on asyncio):
+   :attr:`PrivateLoop.cancel_handle` wraps the task's body (a native
+   ``trio.CancelScope``; on asyncio it just names the current task) and
+   :attr:`PrivateLoop.cancel_later` cancels it after a delay (a deadline on
+   trio, ``call_later(delay, task.cancel)`` on asyncio).
 
 Why not ``anyio.from_thread.start_blocking_portal``: it runs the loop in a
 ``ThreadPoolExecutor`` worker, which is not a daemon thread and is joined
@@ -23,10 +29,13 @@ exit and lifespan shutdown could never run from ``atexit``. We run the same
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
 import os
 import threading
 from collections.abc import Callable, Coroutine, Mapping
+from contextlib import AbstractContextManager
 from typing import Any
 
 import anyio
@@ -61,6 +70,17 @@ class PrivateLoop:
     """``call_soon(fn, *args)`` runs ``fn(*args)`` on the loop; thread-safe, never waits."""
     clock: Callable[[], float]
     """The loop's clock, as ``anyio.current_time()``, callable on the loop outside any task."""
+    new_event: Callable[[], Any]
+    """A fresh native event (``asyncio.Event`` or ``trio.Event``: ``set()``,
+    ``await wait()``), cheaper than ``anyio.Event``; create and use it on the loop."""
+    cancel_handle: Callable[[], AbstractContextManager[Any]]
+    """``with loop.cancel_handle() as handle:`` around a task's body, on the loop (rule 5)."""
+    cancel_later: Callable[[Any, float], object]
+    """``cancel_later(handle, delay)``: cancel that task ``delay`` seconds from now.
+
+    Called on the loop, inside or outside a task; returns an object with
+    ``cancel()`` to disarm it (asyncio) or ``None`` (trio: the scope's deadline
+    ends with the task)."""
 
     def __init__(self, backend: str, backend_options: Mapping[str, Any] | None = None) -> None:
         self.backend = backend
@@ -118,6 +138,9 @@ class PrivateLoop:
 
         self.call_soon = current_call_soon()
         self.clock = trio.current_time
+        self.new_event = trio.Event
+        self.cancel_handle = trio.CancelScope
+        self.cancel_later = _trio_cancel_later
         async with trio.open_nursery() as nursery:
             self._spawn_soon = nursery.start_soon
             self._ready.set()
@@ -125,17 +148,26 @@ class PrivateLoop:
             nursery.cancel_scope.cancel()
 
     async def _host_asyncio(self, stop: anyio.Event) -> None:
-        import asyncio
-
         loop = asyncio.get_running_loop()
         self.call_soon = current_call_soon()
         self.clock = loop.time
+        self.new_event = asyncio.Event
+        self.cancel_handle = _CurrentAsyncioTask
+        self.cancel_later = functools.partial(_asyncio_cancel_later, loop)
         tasks: set[asyncio.Task[object]] = set()
+        current_task = asyncio.current_task
+
+        async def tracked(func: Callable[[], Coroutine[Any, Any, object]]) -> object:
+            try:
+                return await func()
+            finally:
+                # Not a done callback: that costs the loop one more iteration per
+                # request, and each iteration's select() releases the GIL.
+                tasks.discard(current_task())
 
         def spawn_soon(func: Callable[[], Coroutine[Any, Any, object]]) -> None:
-            task = loop.create_task(func())
-            tasks.add(task)  # the loop keeps only weak references to tasks
-            task.add_done_callback(tasks.discard)
+            # The loop keeps only weak references to tasks.
+            tasks.add(loop.create_task(tracked(func)))
 
         self._spawn_soon = spawn_soon
         self._ready.set()
@@ -187,6 +219,30 @@ class PrivateLoop:
                 logger.debug("bridge %s loop already stopping", self.backend)
         if self._thread.is_alive() and threading.get_ident() != self.thread_ident:
             self._thread.join(timeout)
+
+
+def _trio_cancel_later(scope: Any, delay: float) -> None:
+    import trio
+
+    scope.deadline = min(scope.deadline, trio.current_time() + delay)
+
+
+class _CurrentAsyncioTask:
+    """``with _CurrentAsyncioTask() as task``: the running asyncio task, nothing to enter."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> Any:
+        return asyncio.current_task()
+
+    def __exit__(self, *exc_info: object) -> None:
+        return None
+
+
+def _asyncio_cancel_later(loop: Any, task: Any, delay: float) -> object:
+    if delay <= 0:
+        return loop.call_soon(task.cancel)
+    return loop.call_later(delay, task.cancel)
 
 
 def _key(

@@ -1,8 +1,9 @@
 """The ASGI ``http`` scope built from a WSGI environ (ASGI app in a WSGI server).
 
 Rules:
-1. Pure: no threads, loops or I/O; ``scope_from_environ`` runs once per request,
-   so it does one pass over the environ and nothing else.
+1. Pure: no threads, loops or I/O (a bounded cache of header names is the
+   only module state); ``scope_from_environ`` runs once per request, so it
+   does one pass over the environ and nothing else.
 2. Every key follows SPEC section C, cited beside the code (C1-C12).
 3. A fresh scope per request (C12): nothing mutable is shared between two
    scopes except the *values* of the lifespan state (C10 is a shallow copy).
@@ -36,7 +37,7 @@ __all__ = ["DEFAULT_EXTENSIONS", "scope_from_environ"]
 
 # C1: spec_version "2.4" promises that send() raises an OSError subclass once
 # the client is gone (ASGI www §Disconnected Client); AsgiToWsgi does.
-_ASGI = {"version": "3.0", "spec_version": "2.4"}
+_SPEC_VERSION = "2.4"
 
 # C11: only what the adapter implements; never trailers, early hints, push or
 # debug, which a WSGI server cannot carry; "tls" is not implemented.
@@ -53,6 +54,12 @@ _HTTP_VERSIONS = {
 # C8: the CGI variables that carry two headers without the HTTP_ prefix, and
 # the prefixed duplicates some servers also set (wsgiref.validate forbids them).
 _SKIPPED = frozenset({"HTTP_CONTENT_TYPE", "HTTP_CONTENT_LENGTH"})
+
+# Environ key -> ASGI header name (b"" for keys that are not headers), so the
+# per-request pass does one dict lookup per key. Bounded: the keys come from
+# client headers, and a client sending ever new names must not grow it forever.
+_HEADER_NAMES_MAX = 1024
+_HEADER_NAMES: dict[str, bytes] = {}
 
 
 def _decode_path(value: str) -> str:
@@ -85,6 +92,18 @@ def _raw_path(uri: str) -> bytes | None:
     return uri.encode("latin-1")
 
 
+def _header_name(key: str) -> bytes:
+    """C8: the ASGI header name of an environ key, ``b""`` when it is not a header; cached."""
+    if key.startswith("HTTP_") and key not in _SKIPPED:
+        # C8: HTTP_X_Y -> b"x-y" (CGI RFC 3875 §4.1.18 in reverse).
+        name = key[5:].lower().replace("_", "-").encode("latin-1")
+    else:
+        name = b""
+    if len(_HEADER_NAMES) < _HEADER_NAMES_MAX:
+        _HEADER_NAMES[key] = name
+    return name
+
+
 def scope_from_environ(
     environ: Environ,
     *,
@@ -102,42 +121,51 @@ def scope_from_environ(
     :raises ServerProtocolError: if a CGI variable holds a character outside
         latin-1, which PEP 3333 §Unicode Issues forbids.
     """
+    get = environ.get
+    names = _HEADER_NAMES
     try:
         headers: list[list[bytes]] = []
         for key, value in environ.items():
-            if key.startswith("HTTP_"):
-                if key in _SKIPPED:
-                    continue
-                # C8: HTTP_X_Y -> b"x-y" (CGI RFC 3875 §4.1.18 in reverse).
-                name = key[5:].lower().replace("_", "-").encode("latin-1")
+            name = names.get(key)
+            if name is None:
+                name = _header_name(key)
+            if name:
                 headers.append([name, value.encode("latin-1")])
-        content_type = environ.get("CONTENT_TYPE")
+        content_type = get("CONTENT_TYPE")
         if content_type:
             headers.append([b"content-type", content_type.encode("latin-1")])
-        content_length = environ.get("CONTENT_LENGTH")
+        content_length = get("CONTENT_LENGTH")
         if content_length:
             headers.append([b"content-length", content_length.encode("latin-1")])
 
         # C4: root_path = dec(SCRIPT_NAME); path = root_path + dec(PATH_INFO).
-        root_path = _decode_path(environ.get("SCRIPT_NAME", ""))
-        path = root_path + _decode_path(environ.get("PATH_INFO", "")) or "/"
+        root_path = get("SCRIPT_NAME", "")
+        if not root_path.isascii():
+            root_path = _decode_path(root_path)
+        path = get("PATH_INFO", "")
+        if not path.isascii():
+            path = _decode_path(path)
+        path = root_path + path or "/"
 
         scope: dict[str, Any] = {
             "type": "http",
-            "asgi": dict(_ASGI),
+            # C1: a fresh dict per scope (C12).
+            "asgi": {"version": "3.0", "spec_version": _SPEC_VERSION},
             # C2
-            "http_version": _HTTP_VERSIONS.get(environ.get("SERVER_PROTOCOL", ""), "1.1"),
+            "http_version": _HTTP_VERSIONS.get(get("SERVER_PROTOCOL", ""), "1.1"),
             # C3
-            "method": environ.get("REQUEST_METHOD", "GET"),
-            "scheme": environ.get("wsgi.url_scheme", "http"),
+            "method": get("REQUEST_METHOD", "GET"),
+            "scheme": get("wsgi.url_scheme", "http"),
             "path": path,
             # C7: still percent-encoded; latin-1, never ascii (which can raise).
-            "query_string": environ.get("QUERY_STRING", "").encode("latin-1"),
+            "query_string": get("QUERY_STRING", "").encode("latin-1"),
             "root_path": root_path,
             "headers": headers,
+            "client": None,
+            "server": None,
         }
         # C6
-        uri = environ.get("RAW_URI") or environ.get("REQUEST_URI")
+        uri = get("RAW_URI") or get("REQUEST_URI")
         if uri:
             raw_path = _raw_path(uri)
             if raw_path is not None:
@@ -148,16 +176,14 @@ def scope_from_environ(
         ) from exc
 
     # C9: ports are ints; an unknown client port is 0, an unknown client None.
-    remote_addr = environ.get("REMOTE_ADDR")
+    remote_addr = get("REMOTE_ADDR")
     if remote_addr:
-        scope["client"] = [remote_addr, _port(environ.get("REMOTE_PORT")) or 0]
-    else:
-        scope["client"] = None
-    server_name = environ.get("SERVER_NAME")
-    server_port = _port(environ.get("SERVER_PORT"))
-    scope["server"] = (
-        [server_name, server_port] if server_name and server_port is not None else None
-    )
+        scope["client"] = [remote_addr, _port(get("REMOTE_PORT")) or 0]
+    server_name = get("SERVER_NAME")
+    if server_name:
+        server_port = _port(get("SERVER_PORT"))
+        if server_port is not None:
+            scope["server"] = [server_name, server_port]
 
     # C11, C12: a fresh dict per extension.
     scope["extensions"] = {name: dict(options) for name, options in extensions.items()}

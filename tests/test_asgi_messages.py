@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from bridge import asgi_messages
 from bridge.asgi_messages import (
     BODY,
     PATHSEND,
@@ -46,6 +47,42 @@ def test_start_strips_hop_by_hop_headers() -> None:
     # D4: wsgiref.handlers asserts on hop-by-hop headers.
     headers = [[b"Connection", b"close"], [b"transfer-encoding", b"chunked"], [b"x-a", b"1"]]
     assert start_from_message(start(200, headers)).headers == [("x-a", "1")]
+
+
+def test_start_headers_cached_give_the_same_result() -> None:
+    # D4: the second conversion of the same pairs comes from the cache: same
+    # headers, hop-by-hop still dropped, list pairs (not cacheable) still work.
+    headers = [(b"content-type", b"text/plain"), (b"connection", b"close"), [b"x-a", b"1"]]
+    first = start_from_message(start(200, headers))
+    second = start_from_message(start(200, headers))
+    assert first.headers == second.headers == [("content-type", "text/plain"), ("x-a", "1")]
+    assert first.headers is not second.headers
+
+
+def test_start_header_cache_is_bounded() -> None:
+    for number in range(asgi_messages._START_HEADER_CACHE_MAX + 10):
+        start_from_message(start(200, [(b"content-length", b"%d" % number)]))
+    assert len(asgi_messages._START_HEADER_CACHE) <= asgi_messages._START_HEADER_CACHE_MAX
+
+
+@pytest.mark.parametrize("cached", [False, True])
+@pytest.mark.parametrize(
+    "headers",
+    [
+        [(b"x-a", "text/plain")],
+        [(b"x-a", b"a\r\nb")],
+        [(b":status", b"200")],
+        [(b"bad name", b"x")],
+        [(b"x-a", b"1", b"2")],
+    ],
+)
+def test_start_header_cache_never_admits_invalid(headers: Any, cached: bool) -> None:
+    # An invalid pair raises every time: it never enters the cache.
+    if cached:
+        with pytest.raises(AppProtocolError):
+            start_from_message(start(200, headers))
+    with pytest.raises(AppProtocolError):
+        start_from_message(start(200, headers))
 
 
 @pytest.mark.parametrize(

@@ -184,12 +184,15 @@ class RecordingInput:
         self.reads: list[int] = []
         self.threads: set[int] = set()
         self.fail = fail
+        self.second_read = threading.Event()
 
     def read(self, size: int = -1) -> bytes:
         if self.fail:
             pytest.fail("wsgi.input must not be read")
         self.reads.append(size)
         self.threads.add(threading.get_ident())
+        if len(self.reads) == 2:
+            self.second_read.set()
         return self._stream.read(size)
 
     def readline(self, size: int = -1) -> bytes:
@@ -226,6 +229,66 @@ def test_body_read_in_bounded_chunks_in_the_wsgi_thread(backend: Backend) -> Non
     ]
     assert stream.reads == [4, 4, 2]
     assert stream.threads == {threading.get_ident()}
+
+
+def test_body_is_read_ahead_in_the_wsgi_thread(backend: Backend) -> None:
+    # D1 / rule 3 of bridge.asgi_body: after the chunk the app waited for, the
+    # WSGI thread reads the next one before the app asks, so the next receive()
+    # needs no round trip. The app blocks a worker thread (never the loop) until
+    # that second read happened.
+    stream = RecordingInput(b"0123456789")
+    log: list[Message] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        log.append(await receive())
+        ahead = await anyio.to_thread.run_sync(stream.second_read.wait, WAIT)
+        _, messages = await read_body(receive)
+        log.extend(messages)
+        await send({"type": "http.response.start", "status": 200, "headers": TEXT})
+        await send({"type": "http.response.body", "body": b"ahead" if ahead else b"no"})
+
+    environ = make_environ("POST", CONTENT_LENGTH="10", input=stream)
+    result = call(AsgiToWsgi(app, lifespan="off", backend=backend, chunk_size=4), environ)
+    assert result.body == b"ahead"
+    assert b"".join(m["body"] for m in log) == b"0123456789"
+    assert [m["more_body"] for m in log] == [True, True, False]
+    assert stream.threads == {threading.get_ident()}
+
+
+def test_body_read_ahead_is_bounded(backend: Backend) -> None:
+    # D1: an app that reads one chunk and answers: the thread read ahead at most
+    # 2 * chunk_size bytes beyond it, never the whole body.
+    stream = RecordingInput(b"x" * 1000)
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await receive()
+        await hello(scope, receive, send)
+
+    environ = make_environ("POST", CONTENT_LENGTH="1000", input=stream)
+    result = call(AsgiToWsgi(app, lifespan="off", backend=backend, chunk_size=4), environ)
+    assert result.body == b"hello"
+    assert 1 <= len(stream.reads) <= 3
+    assert all(size == 4 for size in stream.reads)
+
+
+def test_body_early_eof_after_read_ahead_keeps_the_chunks_read(backend: Backend) -> None:
+    # D1: chunks read ahead before the early EOF reach the app first, in order,
+    # then http.disconnect.
+    log: list[Message] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        _, messages = await read_body(receive)
+        log.extend(messages)
+
+    environ = make_environ("POST", CONTENT_LENGTH="100", input=io.BytesIO(b"0123456789"))
+    result = call(AsgiToWsgi(app, lifespan="off", backend=backend, chunk_size=4), environ)
+    assert log == [
+        {"type": "http.request", "body": b"0123", "more_body": True},
+        {"type": "http.request", "body": b"4567", "more_body": True},
+        {"type": "http.request", "body": b"89", "more_body": True},
+        {"type": "http.disconnect"},
+    ]
+    assert result.status.startswith("400")
 
 
 @pytest.mark.parametrize("length", [None, "", "0"])

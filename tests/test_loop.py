@@ -11,6 +11,7 @@ import warnings
 from collections.abc import Iterator
 from typing import Any, Literal
 
+import anyio
 import pytest
 
 from bridge import AsgiToWsgi
@@ -158,3 +159,50 @@ def test_fork_child_gets_a_fresh_loop(backend: Literal["asyncio", "trio"]) -> No
     assert os.waitstatus_to_exitcode(wait_status) == 0
     # The parent's loop is untouched.
     assert request(adapter)["thread"] == parent["thread"]
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+@pytest.mark.parametrize("delay", [0.0, 0.01])
+def test_cancel_later_cancels_the_task(backend: Literal["asyncio", "trio"], delay: float) -> None:
+    # Rule 5: a request task is cancelled through the loop's native handle.
+    loop = get_loop(backend)
+    cancelled = threading.Event()
+
+    async def task() -> None:
+        with loop.cancel_handle() as handle:
+            loop.cancel_later(handle, delay)
+            try:
+                await anyio.sleep_forever()
+            except anyio.get_cancelled_exc_class():
+                cancelled.set()
+                raise
+
+    loop.spawn(task)
+    assert cancelled.wait(30)
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_cancel_later_disarmed_leaves_the_task_alone(backend: Literal["asyncio", "trio"]) -> None:
+    # asyncio hands back a timer to disarm; trio's deadline dies with its scope.
+    loop = get_loop(backend)
+    outcome: list[str] = []
+    done = threading.Event()
+
+    async def task() -> None:
+        try:
+            with loop.cancel_handle() as handle:
+                timer = loop.cancel_later(handle, 0.0)
+                if timer is not None:
+                    timer.cancel()  # type: ignore[attr-defined]
+                if backend == "trio":
+                    handle.deadline = float("inf")
+                event = loop.new_event()
+                loop.call_soon(event.set)
+                await event.wait()
+                outcome.append("finished")
+        finally:
+            done.set()
+
+    loop.spawn(task)
+    assert done.wait(30)
+    assert outcome == ["finished"]

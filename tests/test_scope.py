@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from bridge import scope as scope_module
 from bridge.errors import ServerProtocolError
 from bridge.scope import DEFAULT_EXTENSIONS, scope_from_environ
 from bridge.types import Environ
@@ -161,6 +162,15 @@ def test_scope_headers() -> None:
             (b"content-length", b"12"),
         ]
     )
+
+
+def test_scope_header_names_cache_is_bounded() -> None:
+    # C8: names are cached per environ key; a client sending ever new header
+    # names must not grow the cache without bound, and later keys still convert.
+    for number in range(scope_module._HEADER_NAMES_MAX + 10):
+        environ = make_environ(**{f"HTTP_X_N{number}": "v"})
+        assert [f"x-n{number}".encode(), b"v"] in scope_from_environ(environ)["headers"]
+    assert len(scope_module._HEADER_NAMES) <= scope_module._HEADER_NAMES_MAX
 
 
 def test_scope_headers_empty_content_variables_are_omitted() -> None:
