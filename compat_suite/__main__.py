@@ -1,6 +1,7 @@
 """``python -m compat_suite <command>``: the suite's command line.
 
-Each subcommand is a pair of functions, one adding its options to a subparser
+Without a subcommand it runs the conformance ``matrix``. Each subcommand is a
+pair of functions, one adding its options to a subparser
 and one running it; :data:`COMMANDS` lists them, so a new one (the conformance
 ``matrix``) is one more entry.
 """
@@ -14,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["COMMANDS", "Command", "main"]
+__all__ = ["COMMANDS", "DEFAULT_COMMAND", "Command", "main"]
 
 
 @dataclass(frozen=True)
@@ -114,6 +115,83 @@ def _run_bench(options: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- matrix
+
+_REPORT_MD = Path(__file__).resolve().parent / "REPORT.md"
+_REPORT_HTML = Path(__file__).resolve().parent / "out" / "report.html"
+
+
+def _add_matrix_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="the CI subset: each server and scenario once, bridge only",
+    )
+    for name, what in (
+        (
+            "server",
+            "a server (uvicorn, hypercorn, hypercorn-trio, granian-asgi, daphne, gunicorn, ...)",
+        ),
+        (
+            "adapter",
+            "an adapter (bridge, bridge-thread, bridge-greenlet, bridge-trio, a2wsgi, ...)",
+        ),
+        ("framework", "a framework (wsgi, flask, django, asgi, fastapi, starlette, django-asgi)"),
+        ("scenario", "a scenario (see compat_suite/matrix/scenarios.py)"),
+    ):
+        parser.add_argument(
+            f"--{name}", action="append", default=[], metavar="NAME",
+            help=f"only {what}; repeatable; a prefix before '-' matches too",
+        )  # fmt: skip
+    parser.add_argument("--markdown", type=Path, default=_REPORT_MD, help="Markdown output path")
+    parser.add_argument("--html", type=Path, default=_REPORT_HTML, help="HTML output path")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+
+
+def _run_matrix(options: argparse.Namespace) -> int:
+    import time
+
+    from compat_suite.matrix.progress import ProgressBar
+    from compat_suite.matrix.report import render_html, render_markdown
+    from compat_suite.matrix.runner import plan, run_matrix, select_scenarios
+
+    try:
+        scenarios = select_scenarios(options.scenario)
+    except KeyError as exc:
+        print(f"matrix: {exc.args[0]}", file=sys.stderr)
+        return 2
+    rows = plan(
+        quick=options.quick,
+        servers=options.server,
+        adapters=options.adapter,
+        frameworks=options.framework,
+    )
+    if not rows or not scenarios:
+        print("matrix: the filters select nothing", file=sys.stderr)
+        return 2
+    started = time.monotonic()
+    with ProgressBar(len(rows) * len(scenarios), enabled=not options.no_progress) as bar:
+        cells = run_matrix(rows, scenarios, on_cell=bar.advance)
+    seconds = time.monotonic() - started
+    command = shlex.join(["python", "-m", "compat_suite", *options.argv])
+    markdown = render_markdown(cells, command=command, seconds=seconds)
+    options.markdown.parent.mkdir(parents=True, exist_ok=True)
+    options.markdown.write_text(markdown, encoding="utf-8")
+    options.html.parent.mkdir(parents=True, exist_ok=True)
+    options.html.write_text(render_html(cells, command=command, seconds=seconds), encoding="utf-8")
+    failed = sum(1 for c in cells if c.status == "fail")
+    bridge_failed = sum(
+        1 for c in cells if c.status == "fail" and c.row.adapter.startswith("bridge")
+    )
+    print(
+        f"matrix: {len(cells)} cells in {seconds:.0f} s, "
+        f"{failed} failing ({bridge_failed} bridge); "
+        f"wrote {options.markdown} and {options.html}",
+        file=sys.stderr,
+    )
+    return 1 if bridge_failed else 0
+
+
 #: Every subcommand, in ``--help`` order.
 COMMANDS: tuple[Command, ...] = (
     Command(
@@ -122,7 +200,16 @@ COMMANDS: tuple[Command, ...] = (
         _add_bench_arguments,
         _run_bench,
     ),
+    Command(
+        "matrix",
+        "the conformance matrix: servers x frameworks x adapters x scenarios (the default)",
+        _add_matrix_arguments,
+        _run_matrix,
+    ),
 )
+
+#: What ``python -m compat_suite`` runs without a subcommand.
+DEFAULT_COMMAND = "matrix"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -132,6 +219,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     :returns: the process exit status.
     """
     arguments = list(sys.argv[1:] if argv is None else argv)
+    names = {command.name for command in COMMANDS}
+    if not any(a in names or a in ("-h", "--help") for a in arguments[:1]):
+        arguments = [DEFAULT_COMMAND, *arguments]
     parser = argparse.ArgumentParser(prog="python -m compat_suite", description=__doc__)
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in COMMANDS:

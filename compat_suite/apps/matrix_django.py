@@ -1,0 +1,8 @@
+"""The Django WSGI app of :mod:`compat_suite.apps.django_app` behind the matrix's adapter."""
+
+from __future__ import annotations
+
+from compat_suite.apps.django_app import app
+from compat_suite.matrix.variants import wrap_wsgi_app
+
+application = wrap_wsgi_app(app)
