@@ -108,3 +108,13 @@ def test_load_app_factory_and_dotted_attribute() -> None:
     assert isinstance(load_app("examples.migration:FastAPI", factory=True), FastAPI)
     with pytest.raises(AppLoadError, match=r"factory .* raised TypeError"):
         load_app("examples.migration:legacy_user", factory=True)
+
+
+@pytest.mark.parametrize("server_name", ["uvicorn", "hypercorn", "granian"])
+def test_cli_serves_a_wsgi_app_with_several_workers(server_name: str) -> None:
+    # With --workers > 1 each worker process rebuilds the (bridged) app itself.
+    args = ["examples.migration:legacy", "--server", server_name, "--workers", "2"]
+    with bridge_serve(args) as server, httpx.Client(base_url=server.base_url) as client:
+        for _ in range(4):
+            response = client.get("/about")
+            assert response.json() == {"served_by": "flask", "script_name": ""}
