@@ -13,7 +13,6 @@ Rules:
 
 from __future__ import annotations
 
-import atexit
 import logging
 import threading
 from collections.abc import Iterable
@@ -21,6 +20,7 @@ from types import TracebackType
 from typing import Any, Literal
 
 from bridge import loop as _loop_module
+from bridge import process_exit
 from bridge.asgi_exchange import Exchange, plain_response
 from bridge.errors import (
     BridgeError,
@@ -136,7 +136,7 @@ class AsgiToWsgi:
         self._shim = shim
         if state is not None:
             self._state = state  # type: ignore[assignment]
-            atexit.register(self._close_at_exit)
+            process_exit.register(self._close_at_exit)
 
     def _manager(self) -> LifespanManager:
         return LifespanManager(
@@ -175,7 +175,7 @@ class AsgiToWsgi:
             shim, self._shim = self._shim, None
             self._loop = None
             self._state = None
-            atexit.unregister(self._close_at_exit)
+            process_exit.unregister(self._close_at_exit)
             if shim is not None and self._generation == _loop_module.generation:
                 shim.shutdown(self.shutdown_timeout)
 
@@ -183,7 +183,7 @@ class AsgiToWsgi:
         try:
             self.close()
         except BridgeError:
-            logger.exception("ASGI lifespan shutdown at interpreter exit failed")
+            logger.exception("ASGI lifespan shutdown at process exit failed")
 
     # ------------------------------------------------------------ WSGI
 

@@ -212,6 +212,9 @@ def run_row(
     target = FRAMEWORKS[row.framework][1]
     log_text = ""
     log_path: Path | None = None
+    # A scenario judged after the stop: its live check only sets the stage,
+    # and a failure there is the scenario's one cell.
+    stage_errors: dict[str, BaseException] = {}
     try:
         with serve(
             row.server, target, env={MATRIX_ADAPTER_ENV: row.adapter}, keep_log=True
@@ -228,6 +231,10 @@ def run_row(
                         check(row.adapter, server.base_url, client)
                 except Exception as exc:  # a scenario's failure is data, whatever it is
                     error = exc
+                if row.framework in scenario.after_stop:
+                    if error is not None:
+                        stage_errors[scenario.name] = error
+                    continue
                 emit(_judge(row, scenario.name, error, time.monotonic() - started))
     except ServerStartError as exc:
         for scenario in applicable:
@@ -241,11 +248,12 @@ def run_row(
         after = scenario.after_stop.get(row.framework)
         if after is None:
             continue
-        error = None
-        try:
-            after(row.adapter, log_text)
-        except Exception as exc:
-            error = exc
+        error = stage_errors.get(scenario.name)
+        if error is None:
+            try:
+                after(row.adapter, log_text)
+            except Exception as exc:
+                error = exc
         emit(_judge(row, scenario.name, error, 0.0))
     return cells
 

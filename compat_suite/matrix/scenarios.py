@@ -632,6 +632,11 @@ def asgi_lifespan_state(adapter: str, base_url: str, client: httpx.Client) -> No
     )
 
 
+def asgi_first_request(adapter: str, base_url: str, client: httpx.Client) -> None:
+    """Serve one request, so the app has started (E1) and has something to shut down."""
+    _environ(client, "/lifespan")
+
+
 def asgi_lifespan_shutdown(adapter: str, server_log: str) -> None:
     expect(
         SHUTDOWN_MARKER in server_log,
@@ -846,7 +851,9 @@ class Scenario:
     :param title: what it checks, in words.
     :param spec: the SPEC.md items it derives from.
     :param checks: the check each framework runs; a framework not listed is "not applicable".
-    :param after_stop: checks that run on the server's log once it stopped.
+    :param after_stop: checks that run on the server's log once it stopped. A framework
+        with both runs its ``checks`` entry first, while the server is up, to set the
+        stage; the scenario then has one cell, failed by whichever of the two fails.
     """
 
     name: str
@@ -1058,6 +1065,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         "lifespan-shutdown",
         "shutdown when the server stops",
         "E6",
+        {"asgi": asgi_first_request},
         after_stop={"asgi": asgi_lifespan_shutdown},
     ),
     Scenario(
