@@ -26,6 +26,21 @@ __all__ = ["ResponseState", "check_body_chunk", "is_bodiless"]
 _NAME_CACHE_MAX = 1024
 _NAME_CACHE: dict[str, tuple[bytes, bool]] = {}
 
+# Validated status line -> its code. Apps use a handful of status strings;
+# the bound keeps one that invents reason phrases from growing it.
+_STATUS_CACHE_MAX = 256
+_STATUS_CACHE: dict[str, int] = {}
+
+# A whole validated (name, value) pair -> its ASGI form and its Content-Length
+# (None unless it is one). Most responses repeat the same few pairs
+# (Content-Type, a small Content-Length, Cache-Control); validating and
+# encoding them again is most of start_response's cost. Only short values of
+# fields other than Set-Cookie are kept, so the cache never holds session
+# tokens or other per-client data, and it stops growing at its bound.
+_PAIR_CACHE_MAX = 1024
+_PAIR_VALUE_MAX = 64
+_PAIR_CACHE: dict[tuple[str, str], tuple[tuple[bytes, bytes], int | None]] = {}
+
 
 def is_bodiless(status: int, method: str) -> bool:
     """Whether the response must not carry a body: HEAD, 1xx, 204, 304 (RFC 9110 §6.4.1).
@@ -62,12 +77,22 @@ def _convert_headers(headers: object) -> tuple[list[tuple[bytes, bytes]], int | 
         raise AppProtocolError(f"response headers must be a list, got {type(headers).__name__}")
     converted: list[tuple[bytes, bytes]] = []
     content_length: int | None = None
+    cache = _PAIR_CACHE
     for item in headers:
         if type(item) is not tuple or len(item) != 2:
             raise AppProtocolError(f"each response header must be a (name, value) tuple: {item!r}")
         name, value = item
         if type(name) is not str or type(value) is not str:
             raise AppProtocolError(f"header name and value must be str: {item!r}")
+        hit = cache.get(item)
+        if hit is not None:
+            pair, length = hit
+            if length is not None:
+                if content_length is not None and content_length != length:
+                    raise AppProtocolError("conflicting Content-Length headers")
+                content_length = length
+            converted.append(pair)
+            continue
         key, is_length = _header_name(name)
         # B3: values carry no CR, LF or other control characters.
         check_field_value(name, value, AppProtocolError)
@@ -79,6 +104,7 @@ def _convert_headers(headers: object) -> tuple[list[tuple[bytes, bytes]], int | 
         except UnicodeEncodeError as exc:
             # PEP 3333 §Unicode Issues: header values are latin-1 only.
             raise AppProtocolError(f"header {name!r} value {value!r} is not latin-1") from exc
+        length = None
         if is_length:
             stripped = value.strip()
             if not (stripped.isascii() and stripped.isdigit()):
@@ -88,8 +114,22 @@ def _convert_headers(headers: object) -> tuple[list[tuple[bytes, bytes]], int | 
                 raise AppProtocolError("conflicting Content-Length headers")
             content_length = length
         # B8 (ASGI www §WSGI Compatibility): lower-case latin-1 names, order kept.
-        converted.append((key, encoded))
+        pair = (key, encoded)
+        converted.append(pair)
+        if len(value) <= _PAIR_VALUE_MAX and key != b"set-cookie" and len(cache) < _PAIR_CACHE_MAX:
+            cache[item] = (pair, length)
     return converted, content_length
+
+
+def _status_code(status: object) -> int:
+    if type(status) is str:
+        code = _STATUS_CACHE.get(status)
+        if code is not None:
+            return code
+    code = parse_wsgi_status(status, AppProtocolError)
+    if len(_STATUS_CACHE) < _STATUS_CACHE_MAX:
+        _STATUS_CACHE[status] = code  # type: ignore[index]  # a str: parsed above
+    return code
 
 
 class ResponseState:
@@ -143,7 +183,7 @@ class ResponseState:
             # is set before validation.
             raise AppProtocolError("start_response() called a second time without exc_info")
         self.start_called = True
-        code = parse_wsgi_status(status, AppProtocolError)
+        code = _status_code(status)
         converted, content_length = _convert_headers(headers)
         self.status = code
         self.headers = converted

@@ -21,6 +21,7 @@ Rules:
 
 from __future__ import annotations
 
+import io
 import logging
 from collections.abc import Callable
 from typing import Any, Literal
@@ -161,8 +162,6 @@ class WsgiToAsgi:
         self.send_buffer = send_buffer
         self._executor: Executor
         if executor == "greenlet":
-            import greenlet  # noqa: F401 - fail here, not on the first request
-
             self._executor = GreenletExecutor()
         else:
             self._executor = ThreadExecutor(threads, send_buffer)
@@ -220,7 +219,7 @@ class WsgiToAsgi:
         if self.stream_request_body:
             wsgi_input = exchange.input = StreamingInput(exchange.pull)
         else:
-            body = wsgi_input = RequestBody(self.body_buffer_size)
+            wsgi_input = None  # set below, once the body has been read
         try:
             try:
                 exchange.environ = environ_from_scope(
@@ -236,10 +235,23 @@ class WsgiToAsgi:
                     raise ServerProtocolError(
                         f"Content-Length {length} exceeds max_body_size={limit}", status_hint=413
                     )
-                if body is not None:
-                    if not await self._read_body(body, receive):
-                        return  # the client left before the body ended: nobody to answer
-                    exchange.environ["wsgi.input"] = body.finish()
+                if wsgi_input is None:
+                    first = await receive()
+                    chunk = first.get("body", b"")
+                    if (
+                        first["type"] == "http.request"
+                        and not first.get("more_body", False)
+                        and len(chunk) <= self.body_buffer_size
+                        and (limit is None or len(chunk) <= limit)
+                    ):
+                        # The whole body in one message (every GET), small
+                        # enough to stay in memory: no buffer to manage.
+                        exchange.environ["wsgi.input"] = io.BytesIO(chunk)
+                    else:
+                        body = RequestBody(self.body_buffer_size)
+                        if not await self._read_body(body, receive, first):
+                            return  # the client left before the body ended: nobody to answer
+                        exchange.environ["wsgi.input"] = body.finish()
             except ServerProtocolError as exc:
                 if exc.status_hint >= 500:
                     raise
@@ -251,11 +263,10 @@ class WsgiToAsgi:
             if body is not None:
                 body.close()
 
-    async def _read_body(self, body: RequestBody, receive: Receive) -> bool:
-        """Read the whole request body on the loop (D3); False if the client left."""
+    async def _read_body(self, body: RequestBody, receive: Receive, message: Message) -> bool:
+        """Read the request body on the loop from ``message`` on (D3); False if the client left."""
         limit = self.max_body_size
         while True:
-            message = await receive()
             kind = message["type"]
             if kind == "http.request":
                 chunk = message.get("body", b"")
@@ -276,6 +287,7 @@ class WsgiToAsgi:
                     f"unexpected ASGI message {kind!r} while reading the request body",
                     status_hint=500,
                 )
+            message = await receive()
 
     async def _respond(self, exchange: _Exchange) -> None:
         try:

@@ -272,3 +272,57 @@ def test_header_value_padding_is_stripped() -> None:
     state = ResponseState()
     state("200 OK", [("Set-Cookie", " csrftoken=x\t")])
     assert state.headers == [(b"set-cookie", b"csrftoken=x")]
+
+
+# -- the conversion caches: a repeat must be judged exactly like the first call ------
+
+
+@pytest.mark.parametrize("status", ["200 OK", "200  OK", "404 Not Found", "20 OK"])
+def test_a_cached_status_is_judged_like_a_fresh_one(status: str) -> None:  # B3
+    outcomes: list[int | None] = []
+    for _ in range(3):
+        try:
+            state = Recorder()
+            state(status, [])
+            outcomes.append(state.status)
+        except AppProtocolError:
+            outcomes.append(None)
+    assert len(set(outcomes)) == 1
+
+
+def test_cached_header_pairs_convert_the_same_every_time() -> None:  # B3, B8
+    headers = [("Content-Type", "text/plain"), ("Content-Length", "5"), ("X-A", " padded ")]
+    results = []
+    for _ in range(3):
+        state = Recorder()
+        state("200 OK", list(headers))
+        results.append((state.headers, state.content_length))
+    assert results[0] == results[1] == results[2]
+    assert results[0] == (
+        [(b"content-type", b"text/plain"), (b"content-length", b"5"), (b"x-a", b"padded")],
+        5,
+    )
+
+
+def test_conflicting_cached_content_lengths_still_raise() -> None:  # B3
+    for length in ("1", "2"):
+        Recorder()("200 OK", [("Content-Length", length)])  # both pairs now cached
+    with pytest.raises(AppProtocolError, match="conflicting"):
+        Recorder()("200 OK", [("Content-Length", "1"), ("Content-Length", "2")])
+
+
+def test_a_cached_pair_is_not_a_pass_for_other_types() -> None:  # B3
+    Recorder()("200 OK", [("X-Kind", "1")])
+    with pytest.raises(AppProtocolError):
+        Recorder()("200 OK", [["X-Kind", "1"]])  # type: ignore[list-item]  # a list, not a tuple
+
+
+def test_cookies_and_long_values_are_never_cached() -> None:
+    # The cache must not hold per-client data such as session tokens.
+    from bridge import wsgi_response
+
+    cookie = ("Set-Cookie", "session=secret-token")
+    long_value = ("X-Long", "v" * 200)
+    Recorder()("200 OK", [cookie, long_value])
+    assert cookie not in wsgi_response._PAIR_CACHE
+    assert long_value not in wsgi_response._PAIR_CACHE

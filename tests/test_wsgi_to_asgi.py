@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import contextvars
+import gc
 import hashlib
 import io
 import logging
 import threading
+import weakref
 import wsgiref.validate
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -1270,7 +1272,8 @@ async def test_greenlet_is_dead_after_cancellation() -> None:  # B15, never half
         group.start_soon(call, greenlet_endless(greenlets, holder), peer)
         await blocked.wait()
         group.cancel_scope.cancel()
-    assert greenlets[0].dead  # no gc needed: finished in the cancelled task
+    # No gc needed: the job ended in the cancelled task; its runner is idle again.
+    assert not greenlets[0].busy
     assert holder[0].closes == 1
     assert holder[0].close_thread == threading.get_ident()
 
@@ -1287,8 +1290,52 @@ async def test_greenlet_is_dead_after_disconnect() -> None:  # B19
 
     peer.on_send = on_send
     await call(greenlet_endless(greenlets, holder), peer)
-    assert greenlets[0].dead
+    assert not greenlets[0].busy
     assert holder[0].closes == 1
+
+
+@greenlet_only
+async def test_greenlet_runners_are_reused() -> None:
+    # A fresh greenlet costs more than the rest of a small request: one idle
+    # runner serves request after request.
+    seen: list[Any] = []
+
+    def app(environ: Environ, start_response: StartResponse) -> list[bytes]:
+        import greenlet
+
+        seen.append(greenlet.getcurrent())
+        start_response("200 OK", TEXT)
+        return [b"ok"]
+
+    served = adapter(app)
+    for _ in range(3):
+        peer = Peer()
+        await served(http_scope(), peer.receive, peer.send)
+        assert peer.body == b"ok"
+    assert seen[0] is seen[1] is seen[2]
+
+
+@greenlet_only
+async def test_greenlet_runner_keeps_nothing_of_a_failed_request(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # B17
+    # pytest's log capture would keep the logged traceback, and with it the frame.
+    monkeypatch.setattr(logging.getLogger("bridge"), "propagate", False)
+
+    class Marker:
+        pass
+
+    refs: list[weakref.ref[Marker]] = []
+
+    def app(environ: Environ, start_response: StartResponse) -> list[bytes]:
+        marker = Marker()  # a local of the failing frame
+        refs.append(weakref.ref(marker))
+        raise ValueError("boom")
+
+    peer = await call(app)
+    assert peer.status == 500
+    gc.collect()  # cycles through the traceback are fine; a live reference is not
+    assert refs[0]() is None, "the idle runner still holds the failed request's frames"
 
 
 @greenlet_only
