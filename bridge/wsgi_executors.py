@@ -362,7 +362,10 @@ class GreenletExecutor:
                 return await _watched(exchange, resume)
             fn, args = value
             try:
-                result = await exchange.crossing(fn, *args)
+                if watching:  # the watcher may abort() this crossing
+                    result = await exchange.crossing(fn, *args)
+                else:
+                    result = await exchange.direct_crossing(fn, *args)
             except Exception as exc:
                 value = runner.throw(exc)
             except BaseException:

@@ -375,6 +375,19 @@ async def test_greenlet_start_goes_out_before_the_app_continues() -> None:  # B7
     assert peer.bodies == [END]
 
 
+async def test_a_chunk_reaching_content_length_ends_the_body() -> None:  # B14
+    # One message fewer than a separate empty final body, on both executors;
+    # the iterable is not pulled again, and still closed once.
+    result = Result([b"hel", b"lo", b"never pulled"])
+    peer = await call(app_returning(result, headers=[("Content-Length", "5")]))
+    assert peer.bodies == [
+        {"type": "http.response.body", "body": b"hel", "more_body": True},
+        {"type": "http.response.body", "body": b"lo", "more_body": False},
+    ] or peer.bodies == [{"type": "http.response.body", "body": b"hello", "more_body": False}]
+    assert result.pulled == 2
+    assert result.closes == 1
+
+
 # -- B12, B13 ----------------------------------------------------------------------
 
 
