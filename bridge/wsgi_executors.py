@@ -36,8 +36,9 @@ import anyio.to_thread
 from greenlet import GreenletExit, getcurrent, greenlet
 
 from bridge.errors import ClientDisconnected
+from bridge.limiter import TokenLimiter
 from bridge.types import Message
-from bridge.wakeup import current_call_soon
+from bridge.wakeup import CallSoon, current_call_soon
 from bridge.wsgi_outbox import Item, Outbox, coalesce
 
 if TYPE_CHECKING:
@@ -152,6 +153,20 @@ def _in_worker(fn: Callable[[_Exchange], object], exchange: _Exchange, outbox: O
         outbox.finish(outcome, None)
 
 
+class _LoopBinding:
+    """What the thread executor keeps per event loop."""
+
+    __slots__ = ("call_soon", "limiter", "native", "token")
+
+    def __init__(
+        self, native: object, token: object, call_soon: CallSoon, limiter: TokenLimiter
+    ) -> None:
+        self.native = native
+        self.token = token
+        self.call_soon = call_soon
+        self.limiter = limiter
+
+
 class ThreadExecutor:
     """The sync side in a worker thread, at most ``max_threads`` at a time.
 
@@ -163,31 +178,36 @@ class ThreadExecutor:
     :param send_buffer: body bytes the worker may queue ahead of ``send``.
     """
 
-    __slots__ = ("_limiter", "_loop", "_max_threads", "_pool", "send_buffer")
+    __slots__ = ("_bound", "_max_threads", "_pool", "send_buffer")
 
     def __init__(self, max_threads: int, send_buffer: int) -> None:
         self._max_threads = max_threads
         self.send_buffer = send_buffer
-        self._loop: object = None
-        self._limiter = anyio.CapacityLimiter(max_threads)
+        self._bound: _LoopBinding | None = None
         self._pool = WorkerPool()
 
-    def _bind(self) -> anyio.CapacityLimiter:
-        # A limiter belongs to the event loop that first waits on it. An adapter
-        # that outlives its loop (a module-level app served by asyncio and then
-        # trio, a server restarted in-process) gets a fresh limiter on the new one.
-        loop = anyio.lowlevel.current_token().native_token
-        if loop is not self._loop:
-            self._loop = loop
-            self._limiter = anyio.CapacityLimiter(self._max_threads)
-        return self._limiter
+    def _bind(self) -> _LoopBinding:
+        # The limiter, the wake-up and the token belong to the event loop that
+        # runs the request. An adapter that outlives its loop (a module-level
+        # app served by asyncio and then trio, a server restarted in-process)
+        # binds afresh to the new one.
+        token = anyio.lowlevel.current_token()
+        bound = self._bound
+        if bound is None or bound.native is not token.native_token:
+            bound = self._bound = _LoopBinding(
+                token.native_token, token, current_call_soon(), TokenLimiter(self._max_threads)
+            )
+        return bound
 
     async def run(self, fn: Callable[[_Exchange], T], exchange: _Exchange) -> T:
+        bound = self._bind()
+        limiter = bound.limiter
+        await limiter.acquire()
         # The token is held until the worker has finished (rule 3).
-        async with self._bind():
-            outbox = Outbox(current_call_soon(), self.send_buffer)
+        try:
+            outbox = Outbox(bound.call_soon, self.send_buffer)
             exchange.outbox = outbox
-            exchange.token = anyio.lowlevel.current_token()
+            exchange.token = bound.token
             context = contextvars.copy_context()  # the app sees the server task's context
             self._pool.submit(lambda: context.run(_in_worker, fn, exchange, outbox))
             try:
@@ -202,6 +222,8 @@ class ThreadExecutor:
             if outbox.error is not None:
                 raise outbox.error
             return outbox.outcome  # type: ignore[return-value]
+        finally:
+            limiter.release()
 
     async def _drain(self, exchange: _Exchange, outbox: Outbox, *, watching: bool) -> None:
         """Send what the worker queues until it has finished."""
@@ -229,7 +251,8 @@ class ThreadExecutor:
                 return
 
     async def run_plain(self, fn: Callable[[], object]) -> None:
-        await anyio.to_thread.run_sync(fn, limiter=self._bind())
+        # Lifespan hooks run before and after serving: anyio's own threads.
+        await anyio.to_thread.run_sync(fn)
 
     def call_async(self, exchange: _Exchange, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
         try:
