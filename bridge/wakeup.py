@@ -10,19 +10,47 @@ Rules:
    threads. Both adapters use it: ``AsgiToWsgi``'s private loop
    (:mod:`bridge.loop`) and ``WsgiToAsgi``'s thread executor.
 3. The scheduled callback runs outside any task: it may only do non-blocking
-   loop-side work, such as setting an :class:`anyio.Event`.
+   loop-side work, such as setting an event.
+4. What a loop-side waiter waits on is the backend's own event too
+   (:func:`current_new_event`): ``anyio.Event()`` asks sniffio which library
+   runs on every construction, which costs more than the rest of a waiter.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
+from typing import Any, Protocol
 
 import anyio.lowlevel
 
-__all__ = ["CallSoon", "current_call_soon"]
+__all__ = ["CallSoon", "NativeEvent", "current_call_soon", "current_new_event"]
 
 CallSoon = Callable[..., object]
 """``call_soon(fn, *args)``: run ``fn(*args)`` on the loop soon; thread-safe, never waits."""
+
+
+class NativeEvent(Protocol):
+    """``asyncio.Event`` or ``trio.Event``: what both offer."""
+
+    def set(self) -> None: ...
+
+    def is_set(self) -> bool: ...
+
+    async def wait(self) -> Any: ...
+
+
+def current_new_event() -> Callable[[], NativeEvent]:
+    """The running loop's own event class (rule 4), to create events on this loop.
+
+    :raises RuntimeError: outside a running event loop.
+    """
+    native = anyio.lowlevel.current_token().native_token
+    if hasattr(native, "run_sync_soon"):
+        import trio
+
+        return trio.Event
+    return asyncio.Event
 
 
 def current_call_soon() -> CallSoon:

@@ -38,7 +38,7 @@ from greenlet import GreenletExit, getcurrent, greenlet
 from bridge.errors import ClientDisconnected
 from bridge.limiter import TokenLimiter
 from bridge.types import Message
-from bridge.wakeup import CallSoon, current_call_soon
+from bridge.wakeup import current_call_soon, current_new_event
 from bridge.wsgi_outbox import Item, Outbox, coalesce
 
 if TYPE_CHECKING:
@@ -156,14 +156,13 @@ def _in_worker(fn: Callable[[_Exchange], object], exchange: _Exchange, outbox: O
 class _LoopBinding:
     """What the thread executor keeps per event loop."""
 
-    __slots__ = ("call_soon", "limiter", "native", "token")
+    __slots__ = ("call_soon", "limiter", "native", "new_event", "token")
 
-    def __init__(
-        self, native: object, token: object, call_soon: CallSoon, limiter: TokenLimiter
-    ) -> None:
-        self.native = native
+    def __init__(self, token: Any, limiter: TokenLimiter) -> None:
+        self.native = token.native_token
         self.token = token
-        self.call_soon = call_soon
+        self.call_soon = current_call_soon()
+        self.new_event = current_new_event()
         self.limiter = limiter
 
 
@@ -194,9 +193,7 @@ class ThreadExecutor:
         token = anyio.lowlevel.current_token()
         bound = self._bound
         if bound is None or bound.native is not token.native_token:
-            bound = self._bound = _LoopBinding(
-                token.native_token, token, current_call_soon(), TokenLimiter(self._max_threads)
-            )
+            bound = self._bound = _LoopBinding(token, TokenLimiter(self._max_threads))
         return bound
 
     async def run(self, fn: Callable[[_Exchange], T], exchange: _Exchange) -> T:
@@ -205,7 +202,7 @@ class ThreadExecutor:
         await limiter.acquire()
         # The token is held until the worker has finished (rule 3).
         try:
-            outbox = Outbox(bound.call_soon, self.send_buffer)
+            outbox = Outbox(bound.call_soon, self.send_buffer, bound.new_event)
             exchange.outbox = outbox
             exchange.token = bound.token
             context = contextvars.copy_context()  # the app sees the server task's context

@@ -30,13 +30,12 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
+from collections.abc import Callable
 from typing import TypeAlias
-
-import anyio
 
 from bridge.errors import ClientDisconnected
 from bridge.types import Message
-from bridge.wakeup import CallSoon
+from bridge.wakeup import CallSoon, NativeEvent
 
 __all__ = ["Item", "Outbox", "coalesce"]
 
@@ -52,6 +51,7 @@ class Outbox:
     :param call_soon: the loop's thread-safe ``call_soon``
         (:func:`~bridge.wakeup.current_call_soon`).
     :param limit: body bytes the worker may queue ahead of ``send`` (rule 2).
+    :param new_event: the loop's event class (:func:`~bridge.wakeup.current_new_event`).
     """
 
     __slots__ = (
@@ -59,6 +59,7 @@ class Outbox:
         "_call_soon",
         "_cond",
         "_items",
+        "_new_event",
         "_pending",
         "_waiter",
         "aborted",
@@ -68,14 +69,17 @@ class Outbox:
         "outcome",
     )
 
-    def __init__(self, call_soon: CallSoon, limit: int) -> None:
+    def __init__(
+        self, call_soon: CallSoon, limit: int, new_event: Callable[[], NativeEvent]
+    ) -> None:
         self._call_soon = call_soon
+        self._new_event = new_event
         self.limit = limit
         self._cond = threading.Condition(threading.Lock())
         self._items: deque[Item] = deque()
         self._pending = 0  # body bytes queued or being sent, not yet reported sent
         self._blocked = False  # the worker waits in put() for room
-        self._waiter: anyio.Event | None = None  # the loop waits in take()/wait_done()
+        self._waiter: NativeEvent | None = None  # the loop waits in take()/wait_done()
         self.aborted: str | None = None
         self.done = False
         self.outcome: object = None
@@ -123,7 +127,7 @@ class Outbox:
         if waiter is not None:
             self._wake(waiter)
 
-    def _wake(self, waiter: anyio.Event) -> None:
+    def _wake(self, waiter: NativeEvent) -> None:
         try:
             self._call_soon(waiter.set)
         except Exception:  # the loop is gone (closed): nobody is waiting any more
@@ -144,7 +148,7 @@ class Outbox:
                     return batch, self.done
                 if self.done:
                     return [], True
-                waiter = self._waiter = anyio.Event()
+                waiter = self._waiter = self._new_event()
             await waiter.wait()
 
     def sent(self, nbytes: int) -> None:
@@ -169,7 +173,7 @@ class Outbox:
             with self._cond:
                 if self.done:
                     return
-                waiter = self._waiter = anyio.Event()
+                waiter = self._waiter = self._new_event()
             await waiter.wait()
 
 

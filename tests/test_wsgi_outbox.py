@@ -9,7 +9,7 @@ import anyio.to_thread
 import pytest
 
 from bridge.errors import ClientDisconnected
-from bridge.wakeup import current_call_soon
+from bridge.wakeup import current_call_soon, current_new_event
 from bridge.wsgi_outbox import Item, Outbox, coalesce
 
 pytestmark = pytest.mark.anyio
@@ -43,7 +43,7 @@ async def test_wakeup_from_a_thread() -> None:
 
 
 async def test_outbox_blocks_the_worker_beyond_the_limit_and_abort_wakes_it() -> None:
-    outbox = Outbox(current_call_soon(), limit=4)
+    outbox = Outbox(current_call_soon(), 4, current_new_event())
     blocked = threading.Event()
     errors: list[BaseException] = []
 
