@@ -110,6 +110,49 @@ def test_stop_all_loops_joins_threads_and_restarts_lazily() -> None:
 
 
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_a_burst_of_spawns_wakes_the_loop_once(backend: Literal["asyncio", "trio"]) -> None:
+    # Rule 6: spawns queued while the loop is busy share one wake-up.
+    loop = get_loop(backend)
+    wakeups: list[object] = []
+    call_soon = loop.call_soon
+
+    def counting_call_soon(fn: Any, *args: Any) -> object:
+        wakeups.append(fn)
+        return call_soon(fn, *args)
+
+    busy = threading.Event()
+    release = threading.Event()
+
+    def hold() -> None:
+        busy.set()
+        release.wait(10)
+
+    call_soon(hold)  # keep the loop busy while the spawns arrive
+    assert busy.wait(10)
+    ran: list[int] = []
+    done = threading.Event()
+
+    def job(n: int) -> Any:
+        async def body() -> None:
+            ran.append(n)
+            if len(ran) == 20:
+                done.set()
+
+        return body
+
+    loop.call_soon = counting_call_soon
+    try:
+        for n in range(20):
+            loop.spawn(job(n))
+    finally:
+        loop.call_soon = call_soon
+        release.set()
+    assert done.wait(10)
+    assert sorted(ran) == list(range(20))
+    assert len(wakeups) == 1
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
 def test_blocking_from_the_loop_thread_raises(backend: Literal["asyncio", "trio"]) -> None:
     # E11: "Never block on the loop from its own thread."
     adapter = AsgiToWsgi(whoami, lifespan="off", backend=backend)
