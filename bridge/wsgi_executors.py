@@ -1,4 +1,6 @@
-"""Where ``WsgiToAsgi`` runs the WSGI app: a worker thread, or a greenlet on the loop.
+"""Where ``WsgiToAsgi`` runs the WSGI app: the executor seam, and the thread executor.
+
+The other executor, a greenlet on the loop's thread, is :mod:`bridge.wsgi_greenlet`.
 
 Rules (the executor seam; the module docstring of :mod:`bridge.wsgi_to_asgi`
 says what runs on which side):
@@ -22,7 +24,6 @@ says what runs on which side):
 from __future__ import annotations
 
 import contextvars
-import functools
 import logging
 import threading
 from collections.abc import Awaitable, Callable
@@ -33,7 +34,6 @@ import anyio
 import anyio.from_thread
 import anyio.lowlevel
 import anyio.to_thread
-from greenlet import GreenletExit, getcurrent, greenlet
 
 from bridge.errors import ClientDisconnected
 from bridge.limiter import TokenLimiter
@@ -44,7 +44,7 @@ from bridge.wsgi_outbox import Item, Outbox, coalesce
 if TYPE_CHECKING:
     from bridge.wsgi_exchange import _Exchange
 
-__all__ = ["GreenletExecutor", "ThreadExecutor", "WorkerPool"]
+__all__ = ["Executor", "ThreadExecutor", "WorkerPool"]
 
 logger = logging.getLogger("bridge")
 
@@ -242,7 +242,7 @@ class ThreadExecutor:
             if done:
                 return
             if watching:
-                await anyio.lowlevel.checkpoint()  # see GreenletExecutor._drive
+                await anyio.lowlevel.checkpoint()  # see bridge.wsgi_greenlet's _drive
             elif exchange.can_watch():
                 await _watched(exchange, lambda: self._drain(exchange, outbox, watching=True))
                 return
@@ -266,167 +266,3 @@ class ThreadExecutor:
         outbox = exchange.outbox
         assert outbox is not None
         outbox.put(start, body)
-
-
-# -- greenlets ----------------------------------------------------------------------
-
-# A greenlet that ignores ClientDisconnected this many times is left to the
-# garbage collector (with an error logged) rather than looping forever.
-_MAX_THROWS = 100
-
-#: Idle runner greenlets kept per thread for the next requests.
-MAX_IDLE_RUNNERS = 64
-
-# What a runner switches to its driver when its job has ended; the job's
-# outcome is then in ``runner.outcome``. Anything else it switches is a
-# crossing to run on the loop: ``(fn, args)``.
-_ENDED = object()
-_DONE = 0
-_FAILED = 1
-
-_idle = threading.local()  # .runners: this thread's idle runners (greenlets are per thread)
-
-
-class _Runner(greenlet):  # type: ignore[misc]
-    """A greenlet that runs one job after another.
-
-    Starting a fresh greenlet (its first switch, and its death) costs about
-    8 µs, more than the rest of a small request; switching into a suspended
-    one costs about 0.4 µs. So a request borrows an idle runner and gives it
-    back once its job has ended.
-    """
-
-    __slots__ = ("busy", "outcome")
-
-    def __init__(self) -> None:
-        super().__init__(self._serve)
-        self.busy = False
-        self.outcome: tuple[int, Any] | None = None
-
-    def _serve(self, job: tuple[Callable[[_Exchange], object], _Exchange]) -> None:
-        while True:
-            fn, exchange = job
-            del job
-            try:
-                self.outcome = (_DONE, fn(exchange))
-            except GreenletExit:
-                raise  # dropped by the garbage collector while idle: end the greenlet
-            except BaseException as exc:  # the driver re-raises it on the loop
-                self.outcome = (_FAILED, exc)
-            # No local may keep the job's objects (or an exception's frames)
-            # alive while this greenlet sits idle.
-            del fn, exchange
-            self.busy = False
-            job = self.parent.switch(_ENDED)
-
-
-class GreenletExecutor:
-    """The sync side in a greenlet on the loop's own thread (no thread hop).
-
-    Each blocking point of the app (a lazy ``wsgi.input`` read, a response
-    chunk, ``write()``) switches to the request task, which awaits the ASGI
-    call and switches back with its result, or throws its exception in. One
-    chunk in flight at a time: SPEC B10 to the letter. The greenlets are
-    reused (:data:`MAX_IDLE_RUNNERS` idle ones per thread).
-    """
-
-    __slots__ = ()
-
-    @staticmethod
-    def _borrow() -> _Runner:
-        runners: list[_Runner] | None = getattr(_idle, "runners", None)
-        runner = runners.pop() if runners else _Runner()
-        # The parent is the greenlet running the loop now: the job switches
-        # back to it at each crossing and at its end.
-        runner.parent = getcurrent()
-        return runner
-
-    @staticmethod
-    def _give_back(runner: _Runner) -> None:
-        runner.gr_context = None
-        runners: list[_Runner] | None = getattr(_idle, "runners", None)
-        if runners is None:
-            runners = _idle.runners = []
-        if len(runners) < MAX_IDLE_RUNNERS:
-            runners.append(runner)
-
-    async def run(self, fn: Callable[[_Exchange], T], exchange: _Exchange) -> T:
-        runner = self._borrow()
-        # The app sees the server task's context variables, as in a worker thread.
-        runner.gr_context = contextvars.copy_context()
-        runner.busy = True
-        try:
-            value = runner.switch((fn, exchange))
-            result: T = await self._drive(runner, value, exchange, watching=False)
-            return result
-        finally:
-            if runner.busy:  # cancelled, or an error of ours: never leave it half-run
-                _finish_job(runner, exchange)
-            if not runner.busy and not runner.dead:
-                self._give_back(runner)
-
-    async def _drive(
-        self, runner: _Runner, value: Any, exchange: _Exchange, *, watching: bool
-    ) -> Any:
-        while True:
-            if value is _ENDED:
-                outcome, runner.outcome = runner.outcome, None
-                assert outcome is not None
-                if outcome[0] == _FAILED:
-                    raise outcome[1]
-                return outcome[1]
-            # Start the watcher from the second chunk on: a one-chunk response
-            # (most responses: Flask, Django) never pays for it.
-            if not watching and exchange.pushes > 1 and exchange.can_watch():
-                resume = functools.partial(self._drive, runner, value, exchange, watching=True)
-                return await _watched(exchange, resume)
-            fn, args = value
-            try:
-                if watching:  # the watcher may abort() this crossing
-                    result = await exchange.crossing(fn, *args)
-                else:
-                    result = await exchange.direct_crossing(fn, *args)
-            except Exception as exc:
-                value = runner.throw(exc)
-            except BaseException:
-                # The request task was cancelled: close() runs in the greenlet
-                # now (run's finally), then the cancellation goes on.
-                exchange.abort("the request task was cancelled")
-                raise
-            else:
-                value = runner.switch(result)
-            if watching:
-                # A server's send() need not suspend; without a checkpoint a
-                # long stream would starve the loop (and the watcher).
-                await anyio.lowlevel.checkpoint()
-
-    async def run_plain(self, fn: Callable[[], object]) -> None:
-        # Lifespan hooks typically block (connect to a database, run
-        # migrations): they run in a worker thread, not inline.
-        await anyio.to_thread.run_sync(fn)
-
-    def call_async(self, exchange: _Exchange, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
-        current = getcurrent()
-        if not isinstance(current, _Runner):
-            raise RuntimeError("call_async() outside the greenlet of a WsgiToAsgi request")
-        result: T = current.parent.switch((fn, args))
-        return result
-
-    def emit(self, exchange: _Exchange, start: Message | None, body: Item) -> None:
-        self.call_async(exchange, _send_start_and_body, exchange, start, body)
-
-
-def _finish_job(runner: _Runner, exchange: _Exchange) -> None:
-    """Throw :class:`ClientDisconnected` into ``runner`` until its job has ended (rule 3)."""
-    reason = exchange.abort_reason or "the request was aborted"
-    for _ in range(_MAX_THROWS):
-        if not runner.busy or runner.dead:
-            return
-        if runner.throw(ClientDisconnected(reason)) is _ENDED:
-            outcome, runner.outcome = runner.outcome, None
-            if outcome is not None and outcome[0] == _FAILED:
-                error = outcome[1]
-                if not isinstance(error, ClientDisconnected):  # the usual end, after close()
-                    logger.debug("the WSGI app raised while being stopped", exc_info=error)
-    if runner.busy and not runner.dead:
-        logger.error("a WSGI app kept running after %d disconnects; abandoning it", _MAX_THROWS)

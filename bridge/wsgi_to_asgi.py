@@ -39,7 +39,8 @@ from bridge.wsgi_exchange import (
     _call_app,
     _Exchange,
 )
-from bridge.wsgi_executors import Executor, GreenletExecutor, ThreadExecutor
+from bridge.wsgi_executors import Executor, ThreadExecutor
+from bridge.wsgi_greenlet import GreenletExecutor
 from bridge.wsgi_io import BODY_BUFFER_SIZE, ErrorStream, FileWrapper, RequestBody, StreamingInput
 
 __all__ = ["WsgiToAsgi"]
