@@ -158,12 +158,12 @@ class _LoopBinding:
 
     __slots__ = ("call_soon", "limiter", "native", "new_event", "token")
 
-    def __init__(self, token: Any, limiter: TokenLimiter) -> None:
+    def __init__(self, token: Any, max_threads: int) -> None:
         self.native = token.native_token
         self.token = token
         self.call_soon = current_call_soon()
         self.new_event = current_new_event()
-        self.limiter = limiter
+        self.limiter = TokenLimiter(max_threads)
 
 
 class ThreadExecutor:
@@ -193,7 +193,7 @@ class ThreadExecutor:
         token = anyio.lowlevel.current_token()
         bound = self._bound
         if bound is None or bound.native is not token.native_token:
-            bound = self._bound = _LoopBinding(token, TokenLimiter(self._max_threads))
+            bound = self._bound = _LoopBinding(token, self._max_threads)
         return bound
 
     async def run(self, fn: Callable[[_Exchange], T], exchange: _Exchange) -> T:

@@ -69,6 +69,29 @@ def _header_name(name: str) -> tuple[bytes, bool]:
     return entry
 
 
+def _convert_pair(name: str, value: str) -> tuple[tuple[bytes, bytes], int | None]:
+    """One validated header in ASGI form, and its Content-Length (None unless it is one)."""
+    key, is_length = _header_name(name)
+    # B3: values carry no CR, LF or other control characters.
+    check_field_value(name, value, AppProtocolError)
+    try:
+        # RFC 9110 §5.5: leading and trailing whitespace is not part of a
+        # field value. Django sends Set-Cookie as " name=value"; h11 and
+        # other strict servers reject the padded value.
+        encoded = value.strip(" \t").encode("latin-1")
+    except UnicodeEncodeError as exc:
+        # PEP 3333 §Unicode Issues: header values are latin-1 only.
+        raise AppProtocolError(f"header {name!r} value {value!r} is not latin-1") from exc
+    length = None
+    if is_length:
+        stripped = value.strip()
+        if not (stripped.isascii() and stripped.isdigit()):
+            raise AppProtocolError(f"invalid Content-Length {value!r}")
+        length = int(stripped)
+    # B8 (ASGI www §WSGI Compatibility): lower-case latin-1 names.
+    return (key, encoded), length
+
+
 def _convert_headers(headers: object) -> tuple[list[tuple[bytes, bytes]], int | None]:
     """ASGI headers and the declared Content-Length from WSGI ``response_headers``."""
     # PEP 3333 §start_response: "response_headers argument is a list of
@@ -84,40 +107,18 @@ def _convert_headers(headers: object) -> tuple[list[tuple[bytes, bytes]], int | 
         name, value = item
         if type(name) is not str or type(value) is not str:
             raise AppProtocolError(f"header name and value must be str: {item!r}")
-        hit = cache.get(item)
-        if hit is not None:
-            pair, length = hit
-            if length is not None:
-                if content_length is not None and content_length != length:
-                    raise AppProtocolError("conflicting Content-Length headers")
-                content_length = length
-            converted.append(pair)
-            continue
-        key, is_length = _header_name(name)
-        # B3: values carry no CR, LF or other control characters.
-        check_field_value(name, value, AppProtocolError)
-        try:
-            # RFC 9110 §5.5: leading and trailing whitespace is not part of a
-            # field value. Django sends Set-Cookie as " name=value"; h11 and
-            # other strict servers reject the padded value.
-            encoded = value.strip(" \t").encode("latin-1")
-        except UnicodeEncodeError as exc:
-            # PEP 3333 §Unicode Issues: header values are latin-1 only.
-            raise AppProtocolError(f"header {name!r} value {value!r} is not latin-1") from exc
-        length = None
-        if is_length:
-            stripped = value.strip()
-            if not (stripped.isascii() and stripped.isdigit()):
-                raise AppProtocolError(f"invalid Content-Length {value!r}")
-            length = int(stripped)
+        entry = cache.get(item)
+        if entry is None:
+            entry = _convert_pair(name, value)
+            cacheable = len(value) <= _PAIR_VALUE_MAX and entry[0][0] != b"set-cookie"
+            if cacheable and len(cache) < _PAIR_CACHE_MAX:
+                cache[item] = entry
+        pair, length = entry
+        if length is not None:
             if content_length is not None and content_length != length:
                 raise AppProtocolError("conflicting Content-Length headers")
             content_length = length
-        # B8 (ASGI www §WSGI Compatibility): lower-case latin-1 names, order kept.
-        pair = (key, encoded)
-        converted.append(pair)
-        if len(value) <= _PAIR_VALUE_MAX and key != b"set-cookie" and len(cache) < _PAIR_CACHE_MAX:
-            cache[item] = (pair, length)
+        converted.append(pair)  # order kept (B8)
     return converted, content_length
 
 
