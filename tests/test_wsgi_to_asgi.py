@@ -685,8 +685,8 @@ async def test_http_disconnect_while_streaming_stops_the_worker() -> None:  # B1
     assert peer.sent[-1]["more_body"] is True
 
 
-async def test_cancellation_wakes_the_worker_and_closes_once() -> None:  # B15, never hang
-    holder: list[Result] = []
+def peer_stuck_after_two_bodies() -> tuple[Peer, anyio.Event]:
+    """A peer whose send() hangs once two body messages arrived, and the event set then."""
     peer = Peer()
     blocked = anyio.Event()
 
@@ -696,6 +696,12 @@ async def test_cancellation_wakes_the_worker_and_closes_once() -> None:  # B15, 
             await anyio.sleep_forever()
 
     peer.on_send = lambda m: on_send(m)
+    return peer, blocked
+
+
+async def test_cancellation_wakes_the_worker_and_closes_once() -> None:  # B15, never hang
+    holder: list[Result] = []
+    peer, blocked = peer_stuck_after_two_bodies()
     served = adapter(endless(holder), max_threads=1)
     async with anyio.create_task_group() as group:
         group.start_soon(served, http_scope(), peer.receive, peer.send)
@@ -1269,18 +1275,10 @@ def greenlet_endless(greenlets: list[Any], holder: list[Result]) -> WSGIApp:
 
 
 @greenlet_only
-async def test_greenlet_is_dead_after_cancellation() -> None:  # B15, never half-run
+async def test_greenlet_job_ends_on_cancellation() -> None:  # B15, never half-run
     greenlets: list[Any] = []
     holder: list[Result] = []
-    peer = Peer()
-    blocked = anyio.Event()
-
-    async def on_send(message: Message) -> None:
-        if len(peer.bodies) == 2:
-            blocked.set()
-            await anyio.sleep_forever()
-
-    peer.on_send = lambda m: on_send(m)
+    peer, blocked = peer_stuck_after_two_bodies()
     async with anyio.create_task_group() as group:
         group.start_soon(call, greenlet_endless(greenlets, holder), peer)
         await blocked.wait()
@@ -1292,7 +1290,7 @@ async def test_greenlet_is_dead_after_cancellation() -> None:  # B15, never half
 
 
 @greenlet_only
-async def test_greenlet_is_dead_after_disconnect() -> None:  # B19
+async def test_greenlet_job_ends_on_disconnect() -> None:  # B19
     greenlets: list[Any] = []
     holder: list[Result] = []
     peer = Peer()
