@@ -16,6 +16,7 @@ import io
 import json
 import sys
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -48,6 +49,33 @@ _body = st.binary(max_size=2048)
 _statuses = st.sampled_from([200, 201, 202, 400, 404, 418, 500, 503])
 _methods = st.sampled_from(["GET", "POST", "PUT", "DELETE", "PATCH"])
 _chunks = st.lists(st.binary(min_size=1, max_size=256), max_size=4)
+
+
+@dataclass(frozen=True)
+class Request:
+    """One generated request, and the status and extra chunks the app is asked for."""
+
+    method: str
+    path: str
+    query: str
+    names: list[str]  # extra header names ...
+    values: list[str]  # ... and values, paired up to the shorter list
+    body: bytes
+    status: int
+    chunks: list[bytes]
+
+
+_requests = st.builds(
+    Request,
+    method=_methods,
+    path=_path,
+    query=_query,
+    names=_header_names,
+    values=st.lists(_value, min_size=4, max_size=4),
+    body=_body,
+    status=_statuses,
+    chunks=_chunks,
+)
 
 
 def _minus_length(headers: list[tuple[Any, Any]], body: bytes) -> list[tuple[Any, Any]]:
@@ -99,51 +127,32 @@ def _call_wsgi(app: Any, environ: Environ) -> tuple[int, list[tuple[str, str]], 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 @_SETTINGS
-@given(
-    method=_methods,
-    path=_path,
-    query=_query,
-    names=_header_names,
-    values=st.lists(_value, min_size=4, max_size=4),
-    body=_body,
-    status=_statuses,
-    chunks=_chunks,
-)
-def test_wsgi_app_round_trip(
-    backend: str,
-    method: str,
-    path: str,
-    query: str,
-    names: list[str],
-    values: list[str],
-    body: bytes,
-    status: int,
-    chunks: list[bytes],
-) -> None:
+@given(case=_requests)
+def test_wsgi_app_round_trip(backend: str, case: Request) -> None:
     def environ() -> Environ:
         env: Environ = {
-            "REQUEST_METHOD": method,
+            "REQUEST_METHOD": case.method,
             "SCRIPT_NAME": "",
-            "PATH_INFO": path.encode("utf-8").decode("latin-1"),
-            "QUERY_STRING": query,
+            "PATH_INFO": case.path.encode("utf-8").decode("latin-1"),
+            "QUERY_STRING": case.query,
             "SERVER_NAME": "testserver",
             "SERVER_PORT": "80",
             "SERVER_PROTOCOL": "HTTP/1.1",
             "HTTP_HOST": "testserver",
-            "HTTP_X_STATUS": str(status),
-            "HTTP_X_CHUNKS": json.dumps([c.decode("latin-1") for c in chunks]),
+            "HTTP_X_STATUS": str(case.status),
+            "HTTP_X_CHUNKS": json.dumps([c.decode("latin-1") for c in case.chunks]),
             "wsgi.version": (1, 0),
             "wsgi.url_scheme": "http",
-            "wsgi.input": io.BytesIO(body),
+            "wsgi.input": io.BytesIO(case.body),
             "wsgi.errors": sys.stderr,
             "wsgi.multithread": True,
             "wsgi.multiprocess": False,
             "wsgi.run_once": False,
         }
-        if body:
-            env["CONTENT_LENGTH"] = str(len(body))
+        if case.body:
+            env["CONTENT_LENGTH"] = str(len(case.body))
             env["CONTENT_TYPE"] = "application/octet-stream"
-        for name, value in zip(names, values, strict=False):
+        for name, value in zip(case.names, case.values, strict=False):
             env["HTTP_" + name.upper().replace("-", "_")] = value
         return env
 
@@ -226,42 +235,23 @@ async def _call_asgi(app: Any, scope: Scope, body: bytes) -> tuple[int, list[Any
 
 @pytest.mark.parametrize("backend", BACKENDS)
 @_SETTINGS
-@given(
-    method=_methods,
-    path=_path,
-    query=_query,
-    names=_header_names,
-    values=st.lists(_value, min_size=4, max_size=4),
-    body=_body,
-    status=_statuses,
-    chunks=_chunks,
-)
-def test_asgi_app_round_trip(
-    backend: str,
-    method: str,
-    path: str,
-    query: str,
-    names: list[str],
-    values: list[str],
-    body: bytes,
-    status: int,
-    chunks: list[bytes],
-) -> None:
-    headers = [(b"host", b"testserver"), (b"x-status", str(status).encode())]
-    headers.append((b"x-chunks", json.dumps([c.decode("latin-1") for c in chunks]).encode()))
-    headers += [(n.encode(), v.encode()) for n, v in zip(names, values, strict=False)]
-    if body:
-        headers.append((b"content-length", str(len(body)).encode()))
+@given(case=_requests)
+def test_asgi_app_round_trip(backend: str, case: Request) -> None:
+    headers = [(b"host", b"testserver"), (b"x-status", str(case.status).encode())]
+    headers.append((b"x-chunks", json.dumps([c.decode("latin-1") for c in case.chunks]).encode()))
+    headers += [(n.encode(), v.encode()) for n, v in zip(case.names, case.values, strict=False)]
+    if case.body:
+        headers.append((b"content-length", str(len(case.body)).encode()))
     scope: Scope = {
         "type": "http",
         "asgi": {"version": "3.0", "spec_version": "2.4"},
         "http_version": "1.1",
-        "method": method,
+        "method": case.method,
         "scheme": "http",
-        "path": path,
+        "path": case.path,
         "raw_path": None,
         "root_path": "",
-        "query_string": query.encode("latin-1"),
+        "query_string": case.query.encode("latin-1"),
         "headers": headers,
         "client": ["127.0.0.1", 50000],
         "server": ["testserver", 80],
@@ -270,8 +260,8 @@ def test_asgi_app_round_trip(
     bridged = WsgiToAsgi(inner)
 
     async def both() -> tuple[Any, Any]:
-        direct = await _call_asgi(_asgi_app, dict(scope), body)
-        through = await _call_asgi(bridged, dict(scope), body)
+        direct = await _call_asgi(_asgi_app, dict(scope), case.body)
+        through = await _call_asgi(bridged, dict(scope), case.body)
         return direct, through
 
     try:
