@@ -8,11 +8,14 @@ Rules:
 2. Every server gets its own session (process group), so stopping it reaches the
    workers a master forked or spawned: the server's stop signal (SIGTERM; SIGINT
    for waitress) to the group, wait with a deadline, then SIGKILL to the group.
-   Some servers hang on shutdown; a test run must not.
+   Some servers hang on shutdown; a test run must not. Before the SIGKILL, the
+   leader gets SIGABRT: servers run with ``PYTHONFAULTHANDLER=1``, so a hung
+   Python server writes every thread's stack into its log, which says why it hung.
 3. A server is "ready" when its port accepts a TCP connection. Startup fails fast
    (with the server's own log) when the process exits before that, and fails after
    a deadline otherwise.
 4. stdout and stderr go to one temporary log file, so a failure can show them.
+   It is opened for appending, so the harness's own notes land after them.
 
 No pytest here: ``serve()`` is a plain context manager any driver can use::
 
@@ -315,13 +318,31 @@ def _signal_group(pgid: int, signum: signal.Signals) -> None:
         os.killpg(pgid, signum)
 
 
-def _stop(proc: subprocess.Popen[bytes], stop_signal: signal.Signals, grace: float) -> None:
-    """Signal the process group, wait up to ``grace`` seconds, then SIGKILL it."""
+#: Seconds a hung server gets to write its stacks after SIGABRT (rule 2).
+_STACK_DUMP_GRACE = 2.0
+
+
+def _stop(
+    proc: subprocess.Popen[bytes], stop_signal: signal.Signals, grace: float, log_path: Path
+) -> None:
+    """Signal the process group, wait up to ``grace`` seconds, then SIGKILL it.
+
+    A server still running after ``grace`` is first asked for its stacks (rule 2).
+    """
     pgid = proc.pid  # start_new_session=True: the server leads its own group
     _signal_group(pgid, stop_signal)
     try:
         proc.wait(timeout=grace)
     except subprocess.TimeoutExpired:
+        with log_path.open("a", encoding="utf-8") as log:
+            log.write(
+                f"\n[compat_suite] still running {grace:g} s after {stop_signal.name}: "
+                "SIGABRT for its stacks, then SIGKILL\n"
+            )
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(proc.pid, signal.SIGABRT)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=_STACK_DUMP_GRACE)
         _signal_group(pgid, signal.SIGKILL)
         proc.wait(timeout=grace)
     # Workers that outlived their master (or ignored SIGTERM) go too.
@@ -416,6 +437,8 @@ def launch(
         p for p in (str(PROJECT_ROOT), child_env.get("PYTHONPATH", "")) if p
     )
     child_env.setdefault("PYTHONUNBUFFERED", "1")
+    # Rule 2: a server that hangs on stop dumps its stacks on SIGABRT.
+    child_env.setdefault("PYTHONFAULTHANDLER", "1")
 
     attempts = 3
     for attempt in range(attempts):
@@ -423,7 +446,9 @@ def launch(
         argv = list(command(HOST, port))
         fd, log_name = tempfile.mkstemp(prefix=f"bridge-{name}-", suffix=".log")
         log_path = Path(log_name)
-        with os.fdopen(fd, "wb") as log_file:
+        os.close(fd)
+        # Append mode: the server and _stop's notes both land at the end (rule 4).
+        with log_path.open("ab") as log_file:
             proc = subprocess.Popen(
                 argv,
                 cwd=PROJECT_ROOT,
@@ -441,7 +466,7 @@ def launch(
             except ServerStartError:
                 in_use = any(s in _tail(log_path).lower() for s in _ADDRESS_IN_USE)
                 if in_use and attempt + 1 < attempts:
-                    _stop(proc, stop_signal, stop_timeout)
+                    _stop(proc, stop_signal, stop_timeout, log_path)
                     log_path.unlink(missing_ok=True)
                     continue
                 raise
@@ -457,7 +482,7 @@ def launch(
             return
         finally:
             if proc.returncode is None:
-                _stop(proc, stop_signal, stop_timeout)
+                _stop(proc, stop_signal, stop_timeout, log_path)
             else:
                 _signal_group(proc.pid, signal.SIGKILL)
             if not keep_log:

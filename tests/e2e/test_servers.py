@@ -69,6 +69,10 @@ def test_stop_kills_a_server_group_that_ignores_sigterm() -> None:
     finally:
         server.log_path.unlink()
     worker = int(log.split()[1])
+    # Before the kill, the hung leader was asked for its stacks, and gave them.
+    assert "still running 0.5 s after SIGTERM" in log
+    assert "Fatal Python error: Aborted" in log
+    assert "signal.pause" in log or "<module>" in log
     deadline = time.monotonic() + 5
     while not _dead(worker):
         assert time.monotonic() < deadline, f"worker {worker} survived the stop"
