@@ -38,20 +38,21 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable
 from queue import SimpleQueue
-from typing import IO, TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any
 
 from bridge.asgi_body import RequestBody, body_length, disconnect
 from bridge.asgi_messages import BODY, PATHSEND, START, ResponseCycle, ResponseStart
 from bridge.errors import ClientDisconnected
 from bridge.loop import PrivateLoop
 from bridge.types import Environ, Message, Receive, Scope, Send, StartResponse
+from bridge.wsgi_replies import error_response, no_start_response, path_response
 
 if TYPE_CHECKING:
     from bridge.asgi_to_wsgi import AsgiToWsgi
 
-__all__ = ["Exchange", "plain_response"]
+__all__ = ["Exchange"]
 
 logger = logging.getLogger("bridge.asgi_to_wsgi")
 
@@ -63,8 +64,6 @@ _ERROR = 3  # (_ERROR, exception)
 _NO_START = 4  # (_NO_START,): the app returned without http.response.start
 _READ_ITEM = (_READ,)
 
-_ERROR_HEADERS = [("Content-Type", "text/plain; charset=utf-8")]
-
 
 class _Armed:
     """The cancellation is armed and needs no disarming (trio: the scope ends with the task)."""
@@ -72,34 +71,6 @@ class _Armed:
     @staticmethod
     def cancel() -> None:
         return None
-
-
-def plain_response(
-    start_response: StartResponse, status: str, text: str, exc: BaseException | None = None
-) -> list[bytes]:
-    """Answer with a short ``text/plain`` body; with ``exc``, pass it as ``exc_info``."""
-    body = text.encode()
-    headers = [*_ERROR_HEADERS, ("Content-Length", str(len(body)))]
-    traceback = None if exc is None else exc.__traceback__
-    if exc is None or traceback is None:
-        start_response(status, headers)
-    else:
-        start_response(status, headers, (type(exc), exc, traceback))
-    return [body]
-
-
-class _FileChunks:
-    """pathsend without ``wsgi.file_wrapper``: the file in chunks, closed by ``close()``."""
-
-    def __init__(self, file: IO[bytes], chunk_size: int) -> None:
-        self._file = file
-        self._chunk_size = chunk_size
-
-    def __iter__(self) -> Iterator[bytes]:
-        return iter(lambda: self._file.read(self._chunk_size), b"")
-
-    def close(self) -> None:
-        self._file.close()
 
 
 class Exchange:
@@ -383,42 +354,16 @@ class Exchange:
                 continue
             if kind == _ERROR:
                 self._finished = True
-                exc = item[1]
-                # D9: before any body, 500 via start_response with exc_info.
-                logger.error("Exception in ASGI application", exc_info=exc)
-                return plain_response(
-                    start_response, "500 Internal Server Error", "Internal Server Error", exc
-                )
+                return error_response(start_response, item[1])
             if kind == _NO_START:
                 self._finished = True
-                if self._closed:
-                    logger.info("client disconnected before the response started")
-                    return plain_response(start_response, "400 Bad Request", "Incomplete request")
-                # D8: "No start -> 500."
-                logger.error("ASGI callable returned without starting response")
-                return plain_response(
-                    start_response, "500 Internal Server Error", "Internal Server Error"
-                )
+                return no_start_response(start_response, self._closed)
             # _PATH (D12)
-            return self._respond_path(start_response, item[1], item[3])
-
-    def _respond_path(
-        self, start_response: StartResponse, path: str, start: ResponseStart
-    ) -> Iterable[bytes]:
-        self._finished = True
-        chunk_size = self._adapter.chunk_size
-        try:
-            file = open(path, "rb")  # noqa: SIM115 - closed by the file wrapper
-        except OSError as exc:
-            logger.error("http.response.pathsend cannot open %r", path, exc_info=exc)
-            return plain_response(
-                start_response, "500 Internal Server Error", "Internal Server Error", exc
+            self._finished = True
+            path, start = item[1], item[3]
+            return path_response(
+                self._environ, start_response, path, start, self._adapter.chunk_size
             )
-        start_response(start.status_line, start.headers)
-        file_wrapper = self._environ.get("wsgi.file_wrapper")
-        if file_wrapper is not None:
-            return file_wrapper(file, chunk_size)  # type: ignore[no-any-return]
-        return _FileChunks(file, chunk_size)
 
     def __iter__(self) -> Exchange:
         return self

@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 from bridge import loop as _loop_module
 from bridge import process_exit
-from bridge.asgi_exchange import Exchange, plain_response
+from bridge.asgi_exchange import Exchange
 from bridge.errors import (
     BridgeError,
     LifespanStartupFailed,
@@ -32,6 +32,7 @@ from bridge.lifespan import AsgiVersion, LifespanManager, LifespanShim, as_asgi3
 from bridge.loop import PrivateLoop, get_loop
 from bridge.scope import DEFAULT_EXTENSIONS, scope_from_environ
 from bridge.types import ASGIApp, Environ, StartResponse
+from bridge.wsgi_replies import plain_response
 
 __all__ = ["AsgiToWsgi"]
 
