@@ -14,17 +14,27 @@ Rules:
 4. What a loop-side waiter waits on is the backend's own event too
    (:func:`current_new_event`): ``anyio.Event()`` asks sniffio which library
    runs on every construction, which costs more than the rest of a waiter.
+5. A task that must let the loop run (a long stream whose ``send()`` never
+   suspends) yields through the backend's own checkpoint
+   (:func:`current_checkpoint`), for the same reason.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import functools
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 import anyio.lowlevel
 
-__all__ = ["CallSoon", "NativeEvent", "current_call_soon", "current_new_event"]
+__all__ = [
+    "CallSoon",
+    "NativeEvent",
+    "current_call_soon",
+    "current_checkpoint",
+    "current_new_event",
+]
 
 CallSoon = Callable[..., object]
 """``call_soon(fn, *args)``: run ``fn(*args)`` on the loop soon; thread-safe, never waits."""
@@ -51,6 +61,20 @@ def current_new_event() -> Callable[[], NativeEvent]:
 
         return trio.Event
     return asyncio.Event
+
+
+def current_checkpoint() -> Callable[[], Awaitable[None]]:
+    """The running loop's own checkpoint (rule 5): yield to the loop, honour cancellation.
+
+    :raises RuntimeError: outside a running event loop.
+    """
+    native = anyio.lowlevel.current_token().native_token
+    if hasattr(native, "run_sync_soon"):
+        import trio.lowlevel
+
+        return trio.lowlevel.checkpoint
+    # asyncio.sleep(0) is asyncio's bare yield: one pass through the loop.
+    return functools.partial(asyncio.sleep, 0)
 
 
 def current_call_soon() -> CallSoon:

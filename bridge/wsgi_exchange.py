@@ -151,6 +151,14 @@ class _Exchange(ResponseState):
         if self.outbox is not None:
             self.outbox.abort(self.abort_reason)
 
+    def guard(self, scope: anyio.CancelScope | None) -> None:
+        """Make :meth:`abort` cancel ``scope`` too (``None``: no longer).
+
+        The greenlet executor's crossings skip their own scope; while the
+        disconnect watcher runs, one scope covers them all.
+        """
+        self._scope = scope
+
     def can_watch(self) -> bool:
         """Whether to start the disconnect watcher now (a streamed response in progress).
 

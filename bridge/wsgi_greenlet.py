@@ -13,6 +13,11 @@ Rules (the executor seam is :mod:`bridge.wsgi_executors`; this is its second sid
 3. Every exit leaves the job ended (rule 3 of :mod:`bridge.wsgi_executors`):
    on cancellation or an error of ours, ``ClientDisconnected`` is thrown in
    until the app has run ``close()`` and returned.
+4. While the disconnect watcher runs (a streamed response), one cancel scope
+   covers the whole phase and :meth:`~bridge.wsgi_exchange._Exchange.abort`
+   cancels it; the stream yields to the loop once per :data:`FAIR_SLICE` of
+   running, not once per chunk, since a server's ``send()`` need not suspend.
+   A scope and a checkpoint per crossing cost more than the crossing itself.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import contextvars
 import functools
 import logging
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -31,13 +37,14 @@ from greenlet import GreenletExit, getcurrent, greenlet
 
 from bridge.errors import ClientDisconnected
 from bridge.types import Message
+from bridge.wakeup import current_checkpoint
 from bridge.wsgi_executors import _send_start_and_body, _watched
 from bridge.wsgi_outbox import Item
 
 if TYPE_CHECKING:
     from bridge.wsgi_exchange import _Exchange
 
-__all__ = ["MAX_IDLE_RUNNERS", "GreenletExecutor"]
+__all__ = ["FAIR_SLICE", "MAX_IDLE_RUNNERS", "GreenletExecutor"]
 
 logger = logging.getLogger("bridge")
 
@@ -49,6 +56,9 @@ _MAX_THROWS = 100
 
 #: Idle runner greenlets kept per thread for the next requests.
 MAX_IDLE_RUNNERS = 64
+
+#: Seconds a streamed response may run on the loop without yielding (rule 4).
+FAIR_SLICE = 0.001
 
 # What a runner switches to its driver when its job has ended; the job's
 # outcome is then in ``runner.outcome``. Anything else it switches is a
@@ -130,7 +140,7 @@ class GreenletExecutor:
         runner.busy = True
         try:
             value = runner.switch((fn, exchange))
-            result: T = await self._drive(runner, value, exchange, watching=False)
+            result: T = await self._drive(runner, value, exchange)
             return result
         finally:
             if runner.busy:  # cancelled, or an error of ours: never leave it half-run
@@ -138,40 +148,43 @@ class GreenletExecutor:
             if not runner.busy and not runner.dead:
                 self._give_back(runner)
 
-    async def _drive(
-        self, runner: _Runner, value: Any, exchange: _Exchange, *, watching: bool
-    ) -> Any:
-        while True:
-            if value is _ENDED:
-                outcome, runner.outcome = runner.outcome, None
-                assert outcome is not None
-                if outcome[0] == _FAILED:
-                    raise outcome[1]
-                return outcome[1]
+    async def _drive(self, runner: _Runner, value: Any, exchange: _Exchange) -> Any:
+        while value is not _ENDED:
             # Start the watcher from the second chunk on: a one-chunk response
             # (most responses: Flask, Django) never pays for it.
-            if not watching and exchange.pushes > 1 and exchange.can_watch():
-                resume = functools.partial(self._drive, runner, value, exchange, watching=True)
-                return await _watched(exchange, resume)
-            fn, args = value
+            if exchange.pushes > 1 and exchange.can_watch():
+                watched = functools.partial(self._drive_watched, runner, value, exchange)
+                return await _watched(exchange, watched)
+            value = await _cross(runner, value, exchange)
+        return _outcome(runner)
+
+    async def _drive_watched(self, runner: _Runner, value: Any, exchange: _Exchange) -> Any:
+        """:meth:`_drive` while the disconnect watcher runs (rule 4)."""
+        checkpoint = current_checkpoint()
+        clock = time.monotonic
+        # One cancel scope for the whole phase, which abort() cancels, rather
+        # than one per crossing: a scope costs more than the rest of a crossing.
+        with anyio.CancelScope() as scope:
+            exchange.guard(scope)
             try:
-                if watching:  # the watcher may abort() this crossing
-                    result = await exchange.crossing(fn, *args)
-                else:
-                    result = await exchange.direct_crossing(fn, *args)
-            except Exception as exc:
-                value = runner.throw(exc)
-            except BaseException:
-                # The request task was cancelled: close() runs in the greenlet
-                # now (run's finally), then the cancellation goes on.
-                exchange.abort("the request task was cancelled")
-                raise
-            else:
-                value = runner.switch(result)
-            if watching:
-                # A server's send() need not suspend; without a checkpoint a
-                # long stream would starve the loop (and the watcher).
-                await anyio.lowlevel.checkpoint()
+                slice_end = clock() + FAIR_SLICE
+                while value is not _ENDED:
+                    value = await _cross(runner, value, exchange)
+                    # A server's send() need not suspend; a long stream must
+                    # still let the loop (and the watcher) run now and then.
+                    if value is not _ENDED and clock() >= slice_end:
+                        await checkpoint()
+                        slice_end = clock() + FAIR_SLICE
+                return _outcome(runner)
+            finally:
+                exchange.guard(None)
+        # abort() cancelled the phase: the crossing the job waits for fails,
+        # and so does every later one (abort_reason is set), until it ends.
+        reason = exchange.abort_reason or "the request was aborted"
+        value = runner.throw(ClientDisconnected(reason))
+        while value is not _ENDED:
+            value = await _cross(runner, value, exchange)
+        return _outcome(runner)
 
     async def run_plain(self, fn: Callable[[], object]) -> None:
         # Lifespan hooks typically block (connect to a database, run
@@ -187,6 +200,33 @@ class GreenletExecutor:
 
     def emit(self, exchange: _Exchange, start: Message | None, body: Item) -> None:
         self.call_async(exchange, _send_start_and_body, exchange, start, body)
+
+
+async def _cross(runner: _Runner, value: tuple[Any, Any], exchange: _Exchange) -> Any:
+    """Run the crossing the job switched out, switch its result (or error) back in.
+
+    :returns: what the job switches out next: a crossing, or :data:`_ENDED`.
+    """
+    fn, args = value
+    try:
+        result = await exchange.direct_crossing(fn, *args)
+    except Exception as exc:
+        return runner.throw(exc)
+    except BaseException:
+        # The request task was cancelled: close() runs in the greenlet now
+        # (run's finally), then the cancellation goes on.
+        exchange.abort("the request task was cancelled")
+        raise
+    return runner.switch(result)
+
+
+def _outcome(runner: _Runner) -> Any:
+    """The ended job's return value; or raise what it raised."""
+    outcome, runner.outcome = runner.outcome, None
+    assert outcome is not None
+    if outcome[0] == _FAILED:
+        raise outcome[1]
+    return outcome[1]
 
 
 def _finish_job(runner: _Runner, exchange: _Exchange) -> None:

@@ -7,7 +7,7 @@ import threading
 import anyio
 import pytest
 
-from bridge.wakeup import current_call_soon, current_new_event
+from bridge.wakeup import current_call_soon, current_checkpoint, current_new_event
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(30)]
 
@@ -36,7 +36,37 @@ async def test_the_event_is_the_backends_own(anyio_backend: str) -> None:
     assert type(event).__module__.split(".")[0] == anyio_backend
 
 
+async def test_the_checkpoint_lets_other_tasks_run(anyio_backend: str) -> None:
+    checkpoint = current_checkpoint()
+    ran = anyio.Event()
+
+    async def other() -> None:
+        ran.set()
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(other)
+        # The task started above has not run yet; checkpoints let it (trio
+        # shuffles its run queue, so maybe not the first one).
+        assert not ran.is_set()
+        for _ in range(100):
+            await checkpoint()
+            if ran.is_set():
+                break
+        assert ran.is_set()
+
+
+async def test_the_checkpoint_delivers_cancellation(anyio_backend: str) -> None:
+    checkpoint = current_checkpoint()
+    with anyio.CancelScope() as scope:
+        scope.cancel()
+        await checkpoint()
+        pytest.fail("the checkpoint did not deliver the cancellation")
+    assert scope.cancelled_caught
+
+
 def test_outside_a_loop_is_an_error() -> None:
+    with pytest.raises(RuntimeError):
+        current_checkpoint()
     with pytest.raises(RuntimeError):
         current_new_event()
     with pytest.raises(RuntimeError):

@@ -685,6 +685,29 @@ async def test_http_disconnect_while_streaming_stops_the_worker() -> None:  # B1
     assert peer.sent[-1]["more_body"] is True
 
 
+async def test_a_stream_whose_send_never_suspends_lets_other_tasks_run() -> None:
+    # The peer's send() returns without suspending; a task waiting for the
+    # third body must still run while the endless stream goes on, and its
+    # disconnect then ends the stream.
+    holder: list[Result] = []
+    peer = Peer()
+    streaming = anyio.Event()
+
+    def on_send(message: Message) -> None:
+        if len(peer.bodies) == 3:
+            streaming.set()
+
+    async def other() -> None:
+        await streaming.wait()
+        peer.disconnect.set()
+
+    peer.on_send = on_send
+    async with anyio.create_task_group() as group:
+        group.start_soon(call, endless(holder), peer)
+        group.start_soon(other)
+    assert holder[0].closes == 1
+
+
 def peer_stuck_after_two_bodies() -> tuple[Peer, anyio.Event]:
     """A peer whose send() hangs once two body messages arrived, and the event set then."""
     peer = Peer()
@@ -1301,6 +1324,26 @@ async def test_greenlet_job_ends_on_disconnect() -> None:  # B19
 
     peer.on_send = on_send
     await call(greenlet_endless(greenlets, holder), peer)
+    assert not greenlets[0].busy
+    assert holder[0].closes == 1
+
+
+@greenlet_only
+async def test_greenlet_disconnect_cancels_the_send_in_flight() -> None:  # B19
+    # send() hangs on the second body; the disconnect that arrives meanwhile
+    # cancels that send, and the app sees ClientDisconnected and closes.
+    greenlets: list[Any] = []
+    holder: list[Result] = []
+    peer, blocked = peer_stuck_after_two_bodies()
+
+    async def disconnect_once_blocked() -> None:
+        await blocked.wait()
+        peer.disconnect.set()
+
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as group:
+            group.start_soon(call, greenlet_endless(greenlets, holder), peer)
+            group.start_soon(disconnect_once_blocked)
     assert not greenlets[0].busy
     assert holder[0].closes == 1
 
