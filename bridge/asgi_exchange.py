@@ -11,7 +11,8 @@ Rules of the thread/loop boundary:
    client gone) go through the backend's own ``call_soon_threadsafe`` /
    ``run_sync_soon``, only when a loop-side task actually waits for them.
    A hello-world costs one hop each way: spawn, and one queue put that carries
-   start and body together (start is held until the first body, D16).
+   start and body together (:mod:`bridge.asgi_response` holds start until the
+   first body, D16).
 3. Request body (D1, :mod:`bridge.asgi_body`): nothing is read before the
    app's first ``receive()``; a read request makes the WSGI thread read the
    chunk the app waits for and then read ahead (bounded), so the following
@@ -43,7 +44,7 @@ from queue import SimpleQueue
 from typing import TYPE_CHECKING, Any
 
 from bridge.asgi_body import RequestBody, body_length, disconnect
-from bridge.asgi_messages import BODY, PATHSEND, START, ResponseCycle, ResponseStart
+from bridge.asgi_response import DATA, ERROR, NO_START, READ, READ_ITEM, ResponseItems
 from bridge.errors import ClientDisconnected
 from bridge.loop import PrivateLoop
 from bridge.types import Environ, Message, Receive, Scope, Send, StartResponse
@@ -55,14 +56,6 @@ if TYPE_CHECKING:
 __all__ = ["Exchange"]
 
 logger = logging.getLogger("bridge.asgi_to_wsgi")
-
-# Items the loop side puts on the queue for the WSGI thread.
-_READ = 0  # (_READ,): read body chunks (rule 3)
-_BODY = 1  # (_BODY, data, done, start | None)
-_PATH = 2  # (_PATH, path, done, start)
-_ERROR = 3  # (_ERROR, exception)
-_NO_START = 4  # (_NO_START,): the app returned without http.response.start
-_READ_ITEM = (_READ,)
 
 
 class _Armed:
@@ -90,20 +83,18 @@ class Exchange:
         "_cancel_timer",
         "_closed",
         "_complete",
-        "_cycle",
         "_environ",
         "_finished",
         "_first",
+        "_items",
         "_length",
         "_lock",
         "_loop",
-        "_pending_start",
         "_queue",
         "_recv_event",
         "_request_done",
         "_scope",
         "_send_event",
-        "_suppress_body",
         "_terminal_sent",
         "_unacked",
         "_wsgi_closed",
@@ -128,9 +119,7 @@ class Exchange:
         self._send_event: Any = None
         self._body: RequestBody | None = None  # from the first receive() on (D1)
         # Loop side
-        self._cycle = ResponseCycle()
-        self._pending_start: ResponseStart | None = None
-        self._suppress_body = False
+        self._items = ResponseItems(scope)
         self._complete = False
         self._request_done = False
         self._terminal_sent = False
@@ -187,18 +176,16 @@ class Exchange:
         if self._terminal_sent:
             logger.error("Exception in ASGI application after the response completed", exc_info=exc)
             return
-        self._put_terminal((_ERROR, exc))
+        self._put_terminal((ERROR, exc))
 
     def _finish_incomplete(self) -> None:
-        start = self._pending_start
-        if not self._cycle.started:
-            self._put_terminal((_NO_START,))
+        if not self._items.started:
+            self._put_terminal((NO_START,))
             return
         if not self._closed:
             # D8: "Start but no final body -> end the response and log."
             logger.warning("ASGI callable returned without completing the response")
-        self._pending_start = None
-        self._put_terminal((_BODY, b"", True, start))
+        self._put_terminal(self._items.end())
 
     async def receive(self) -> Message:
         """ASGI ``receive``: the request body (D1), then ``http.disconnect`` (D2)."""
@@ -239,7 +226,7 @@ class Exchange:
                     wait = self._recv_event = self._loop.new_event()
                     ask = body.ask()
                 if ask:
-                    self._queue.put(_READ_ITEM)
+                    self._queue.put(READ_ITEM)
             if message is not None:
                 return message
             await wait.wait()
@@ -252,31 +239,11 @@ class Exchange:
         """
         if self._closed:
             raise ClientDisconnected("the client disconnected")
-        kind, payload, done = self._cycle.feed(message)
-        if kind == START:
-            self._pending_start = payload
-            status = payload.status
-            # D10: HEAD, 1xx, 204 and 304 have no body; Content-Length is kept.
-            self._suppress_body = (
-                status < 200 or status == 204 or status == 304 or self._scope["method"] == "HEAD"
-            )
+        # None while there is nothing to hand over yet (start is held, D16).
+        item = self._items.feed(message)
+        if item is None:
             return
-        if kind == BODY:
-            if self._suppress_body:
-                payload = b""
-            if not payload and not done:
-                return  # nothing to hand over (PEP 3333: empty chunks send nothing)
-            item: tuple[Any, ...] = (_BODY, payload, done, self._pending_start)
-        elif kind == PATHSEND:
-            if self._suppress_body:
-                item = (_BODY, b"", done, self._pending_start)
-            else:
-                item = (_PATH, payload, done, self._pending_start)
-        else:  # TRAILERS (D11): waited for, then discarded
-            if not done:
-                return
-            item = (_BODY, b"", True, self._pending_start)
-        self._pending_start = None
+        done = item[2]
         wait = None
         with self._lock:
             if self._closed:
@@ -287,7 +254,7 @@ class Exchange:
                 recv, self._recv_event = self._recv_event, None
             else:
                 recv = None
-                self._unacked += len(payload)
+                self._unacked += len(item[1])
                 if self._unacked > self._adapter.send_buffer:
                     wait = self._send_event = self._loop.new_event()
         if recv is not None:
@@ -341,7 +308,7 @@ class Exchange:
         while True:
             item = get()
             kind = item[0]
-            if kind == _BODY:
+            if kind == DATA:
                 _, data, done, start = item
                 start_response(start.status_line, start.headers)
                 if done:
@@ -349,16 +316,16 @@ class Exchange:
                     return [data] if data else []
                 self._first = data
                 return self
-            if kind == _READ:
+            if kind == READ:
                 self._serve_read()
                 continue
-            if kind == _ERROR:
+            if kind == ERROR:
                 self._finished = True
                 return error_response(start_response, item[1])
-            if kind == _NO_START:
+            if kind == NO_START:
                 self._finished = True
                 return no_start_response(start_response, self._closed)
-            # _PATH (D12)
+            # PATH (D12)
             self._finished = True
             path, start = item[1], item[3]
             return path_response(
@@ -384,7 +351,7 @@ class Exchange:
         while True:
             item = get()
             kind = item[0]
-            if kind == _BODY:
+            if kind == DATA:
                 data = item[1]
                 if item[2]:
                     self._finished = True
@@ -393,7 +360,7 @@ class Exchange:
                     return data  # type: ignore[no-any-return]
                 if self._finished:
                     raise StopIteration
-            elif kind == _READ:
+            elif kind == READ:
                 self._serve_read()
             else:
                 # D9: after the body started, propagate so the server aborts.
@@ -423,5 +390,5 @@ class Exchange:
         # Anything the app raised after we stopped listening still gets a log line.
         while not self._queue.empty():
             item = self._queue.get_nowait()
-            if item[0] == _ERROR and not isinstance(item[1], OSError):
+            if item[0] == ERROR and not isinstance(item[1], OSError):
                 logger.error("Exception in ASGI application after disconnect", exc_info=item[1])
