@@ -12,31 +12,13 @@ from hypothesis import strategies as st
 
 from bridge.environ import DUPLICATE_HEADER_LIMIT, environ_from_scope
 from bridge.errors import ServerProtocolError
-from bridge.types import Environ, Scope
+from bridge.types import Environ
 from bridge.wsgi_io import ErrorStream, FileWrapper
-
-
-def make_scope(**overrides: Any) -> Scope:
-    scope: Scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "http",
-        "path": "/",
-        "raw_path": b"/",
-        "root_path": "",
-        "query_string": b"",
-        "headers": [(b"host", b"example.com")],
-        "client": ("10.0.0.1", 5555),
-        "server": ("127.0.0.1", 8000),
-    }
-    scope.update(overrides)
-    return scope
+from tests.scopes import http_scope
 
 
 def build(**overrides: Any) -> Environ:
-    return environ_from_scope(make_scope(**overrides), io.BytesIO(), ErrorStream())
+    return environ_from_scope(http_scope(**overrides), io.BytesIO(), ErrorStream())
 
 
 def test_environ_is_exact_dict_with_latin1_str_values() -> None:  # A1, A2
@@ -80,7 +62,7 @@ def test_script_name_and_path_info(
 
 
 def test_root_path_missing_means_empty_script_name() -> None:  # A4
-    scope = make_scope(path="/x")
+    scope = http_scope(path="/x")
     del scope["root_path"]
     environ = environ_from_scope(scope, io.BytesIO(), ErrorStream())
     assert environ["SCRIPT_NAME"] == ""
@@ -112,7 +94,7 @@ def test_raw_path_recovers_non_utf8_octets(
 
 
 def test_raw_path_is_optional_and_can_be_disabled() -> None:  # A8
-    scope = make_scope(path="/\ufffd", raw_path=b"/%FF")
+    scope = http_scope(path="/\ufffd", raw_path=b"/%FF")
     environ = environ_from_scope(scope, io.BytesIO(), ErrorStream(), use_raw_path=False)
     assert environ["PATH_INFO"] == "/\xef\xbf\xbd"
     del scope["raw_path"]
@@ -139,7 +121,7 @@ def test_query_string(query_string: bytes, expected: str) -> None:  # A10
 
 
 def test_query_string_missing_from_scope() -> None:  # A10
-    scope = make_scope()
+    scope = http_scope()
     del scope["query_string"]
     assert environ_from_scope(scope, io.BytesIO(), ErrorStream())["QUERY_STRING"] == ""
 
@@ -213,7 +195,7 @@ def test_duplicate_header_limit() -> None:  # A13 (CVE-2025-14550)
     with pytest.raises(ServerProtocolError) as info:
         build(headers=[*ok, (b"x-a", b"v")])
     assert info.value.status_hint == 400
-    scope = make_scope(headers=[(b"x-a", b"v")] * 3)
+    scope = http_scope(headers=[(b"x-a", b"v")] * 3)
     with pytest.raises(ServerProtocolError):
         environ_from_scope(scope, io.BytesIO(), ErrorStream(), duplicate_header_limit=2)
 
@@ -284,7 +266,7 @@ def test_server_protocol(version: str, protocol: str) -> None:  # A19
 def test_wsgi_keys() -> None:  # A20-A25, A27
     stream = io.BytesIO(b"x")
     errors = ErrorStream()
-    scope = make_scope(scheme="https")
+    scope = http_scope(scheme="https")
     environ = environ_from_scope(scope, stream, errors, file_wrapper=FileWrapper)
     assert environ["wsgi.version"] == (1, 0)
     assert type(environ["wsgi.version"]) is tuple
@@ -301,7 +283,7 @@ def test_wsgi_keys() -> None:  # A20-A25, A27
         if "." in key:
             assert key == key.lower()
             assert key.startswith(("wsgi.", "bridge."))
-    scope = make_scope()
+    scope = http_scope()
     del scope["scheme"]
     environ = environ_from_scope(scope, stream, errors, multiprocess=False)
     assert environ["wsgi.url_scheme"] == "http"

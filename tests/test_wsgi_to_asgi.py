@@ -21,7 +21,8 @@ import pytest
 
 from bridge import ClientDisconnected, ServerProtocolError, WsgiToAsgi
 from bridge.errors import AppProtocolError
-from bridge.types import Environ, Message, Scope, StartResponse, WSGIApp
+from bridge.types import Environ, Message, StartResponse, WSGIApp
+from tests.scopes import http_scope
 
 pytestmark = pytest.mark.anyio
 
@@ -76,25 +77,6 @@ END = {"type": "http.response.body", "body": b"", "more_body": False}
 
 def validated(app: WSGIApp) -> WSGIApp:
     return wsgiref.validate.validator(app)
-
-
-def http_scope(**overrides: Any) -> Scope:
-    scope: Scope = {
-        "type": "http",
-        "asgi": {"version": "3.0", "spec_version": "2.4"},
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "http",
-        "path": "/",
-        "raw_path": b"/",
-        "root_path": "",
-        "query_string": b"",
-        "headers": [(b"host", b"testserver")],
-        "client": ("127.0.0.1", 1234),
-        "server": ("127.0.0.1", 8000),
-    }
-    scope.update(overrides)
-    return scope
 
 
 class Peer:
