@@ -29,8 +29,9 @@ from __future__ import annotations
 import importlib
 import os
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, cast
+from typing import Any, Literal, cast
 
+from bridge import AsgiToWsgi, WsgiToAsgi
 from bridge.types import ASGIApp, Environ, Receive, Scope, Send, StartResponse, WSGIApp
 
 __all__ = [
@@ -241,17 +242,13 @@ async def asgi_app(scope: Scope, receive: Receive, send: Send) -> None:
 # --------------------------------------------------------------------------- adapters
 
 
-def _attribute(module: str, name: str, *fallbacks: str) -> Callable[..., Any]:
-    """``module.name``, else the same name from the first fallback module that has it."""
-    errors = []
-    for candidate in (module, *fallbacks):
-        try:
-            found: Callable[..., Any] = getattr(importlib.import_module(candidate), name)
-        except (ImportError, AttributeError) as exc:
-            errors.append(str(exc))
-            continue
-        return found
-    raise AdapterUnavailable(f"{module}.{name} is not available: {'; '.join(errors)}")
+def _attribute(module: str, name: str) -> Callable[..., Any]:
+    """``module.name`` of a peer adapter, imported only when it is asked for."""
+    try:
+        found: Callable[..., Any] = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as exc:
+        raise AdapterUnavailable(f"{module}.{name} is not available: {exc}") from exc
+    return found
 
 
 def wsgi_in_asgi(adapter: str, app: WSGIApp = wsgi_app) -> ASGIApp:
@@ -265,10 +262,11 @@ def wsgi_in_asgi(adapter: str, app: WSGIApp = wsgi_app) -> ASGIApp:
     if adapter == "native":
         return asgi_app
     if adapter in ("bridge-thread", "bridge-greenlet"):
-        # Until bridge/__init__.py re-exports them, the adapters live in their modules.
-        factory = _attribute("bridge", "WsgiToAsgi", "bridge.wsgi_to_asgi")
+        executor: Literal["thread", "greenlet"] = (
+            "greenlet" if adapter == "bridge-greenlet" else "thread"
+        )
         try:
-            return cast("ASGIApp", factory(app, executor=adapter.removeprefix("bridge-")))
+            return WsgiToAsgi(app, executor=executor)
         except (TypeError, ValueError, ImportError) as exc:
             raise AdapterUnavailable(f"bridge.WsgiToAsgi({adapter}) failed: {exc}") from exc
     if adapter == "a2wsgi":
@@ -291,7 +289,7 @@ def asgi_in_wsgi(adapter: str, app: ASGIApp = asgi_app) -> WSGIApp:
     if adapter == "native":
         return wsgi_app
     if adapter == "bridge":
-        return cast("WSGIApp", _attribute("bridge", "AsgiToWsgi", "bridge.asgi_to_wsgi")(app))
+        return AsgiToWsgi(app)
     if adapter == "a2wsgi":
         return cast("WSGIApp", _attribute("a2wsgi", "ASGIMiddleware")(app))
     raise ValueError(f"no ASGI-in-WSGI adapter {adapter!r}; expected one of {ASGI_IN_WSGI}")
