@@ -20,7 +20,8 @@ Rules:
    pre-joined buffer: adapters must stream them chunk by chunk.
 3. The app a *server* runs is picked by ``BRIDGE_BENCH_ADAPTER`` when the
    server first looks up :data:`asgi_served` or :data:`wsgi_served` (a module
-   ``__getattr__``), so importing this module never imports an adapter.
+   ``__getattr__``), so importing this module never imports a peer adapter
+   (a2wsgi, asgiref); bridge's own come with :mod:`bridge`.
 4. Nothing here knows about timing; the drivers (``compat_suite.bench``) do.
 """
 
@@ -267,7 +268,7 @@ def wsgi_in_asgi(adapter: str, app: WSGIApp = wsgi_app) -> ASGIApp:
         )
         try:
             return WsgiToAsgi(app, executor=executor)
-        except (TypeError, ValueError, ImportError) as exc:
+        except (ValueError, ImportError) as exc:
             raise AdapterUnavailable(f"bridge.WsgiToAsgi({adapter}) failed: {exc}") from exc
     if adapter == "a2wsgi":
         return cast("ASGIApp", _attribute("a2wsgi", "WSGIMiddleware")(app))
