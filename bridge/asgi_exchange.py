@@ -20,7 +20,8 @@ Rules of the thread/loop boundary:
 4. Backpressure (D5): ``send()`` returns at once while the bytes handed over
    but not yet consumed by the WSGI server stay within ``send_buffer``; beyond
    that it waits until the server asks for the next chunk, which is when the
-   previous one has been written.
+   previous one has been written, and is woken once the server has caught up
+   to half of ``send_buffer``, so one wake-up lets it send several chunks.
 5. Disconnect (D7): an early ``close()`` of the iterable, or an early EOF of
    ``wsgi.input``, marks the client gone: ``receive()`` returns
    ``http.disconnect`` (after the chunks already read, for an early EOF),
@@ -44,9 +45,9 @@ from queue import SimpleQueue
 from typing import TYPE_CHECKING, Any
 
 from bridge.asgi_body import RequestBody, body_length, disconnect
-from bridge.asgi_response import DATA, ERROR, NO_START, READ, READ_ITEM, ResponseItems
+from bridge.asgi_response import DATA, ERROR, NO_START, READ, READ_ITEM, ResponseItems, join_queued
 from bridge.errors import ClientDisconnected
-from bridge.loop import PrivateLoop
+from bridge.loop import Disarm, PrivateLoop
 from bridge.types import Environ, Message, Receive, Scope, Send, StartResponse
 from bridge.wsgi_replies import error_response, no_start_response, path_response
 
@@ -56,14 +57,6 @@ if TYPE_CHECKING:
 __all__ = ["Exchange"]
 
 logger = logging.getLogger("bridge.asgi_to_wsgi")
-
-
-class _Armed:
-    """The cancellation is armed and needs no disarming (trio: the scope ends with the task)."""
-
-    @staticmethod
-    def cancel() -> None:
-        return None
 
 
 class Exchange:
@@ -86,6 +79,7 @@ class Exchange:
         "_environ",
         "_finished",
         "_first",
+        "_held",
         "_items",
         "_length",
         "_lock",
@@ -124,10 +118,11 @@ class Exchange:
         self._request_done = False
         self._terminal_sent = False
         self._cancel: Any = None  # the task's native cancel handle while it runs
-        self._cancel_timer: Any = None
+        self._cancel_timer: Disarm | None = None
         # WSGI side
         self._finished = False
         self._first: bytes | None = None
+        self._held: tuple[Any, ...] | None = None  # taken from the queue, to handle next
         self._yielded = 0
 
     # ------------------------------------------------------------ loop side
@@ -161,8 +156,7 @@ class Exchange:
         handle = self._cancel
         if handle is None or self._complete or self._cancel_timer is not None:
             return
-        timer = self._loop.cancel_later(handle, self._adapter.disconnect_grace)
-        self._cancel_timer = timer if timer is not None else _Armed
+        self._cancel_timer = self._loop.cancel_later(handle, self._adapter.disconnect_grace)
 
     def _put_terminal(self, item: tuple[Any, ...]) -> None:
         self._terminal_sent = True
@@ -349,15 +343,19 @@ class Exchange:
             self._yielded = 0
         get = self._queue.get
         while True:
-            item = get()
+            item, self._held = self._held or get(), None
             kind = item[0]
             if kind == DATA:
                 data = item[1]
                 if item[2]:
                     self._finished = True
+                elif len(data) < self._adapter.chunk_size:
+                    data, self._finished, self._held = join_queued(
+                        self._queue, data, self._adapter.chunk_size
+                    )
                 if data:
                     self._yielded = len(data)
-                    return data  # type: ignore[no-any-return]
+                    return data
                 if self._finished:
                     raise StopIteration
             elif kind == READ:
@@ -371,7 +369,7 @@ class Exchange:
         with self._lock:
             self._unacked -= size
             event = self._send_event
-            if event is None or self._unacked > self._adapter.send_buffer:
+            if event is None or self._unacked > self._adapter.send_buffer // 2:
                 return
             self._send_event = None
         self._wake(event.set)
@@ -388,7 +386,7 @@ class Exchange:
         if hop:
             self._wake(self._on_disconnect)
         # Anything the app raised after we stopped listening still gets a log line.
-        while not self._queue.empty():
-            item = self._queue.get_nowait()
+        while self._held is not None or not self._queue.empty():
+            item, self._held = self._held or self._queue.get_nowait(), None
             if item[0] == ERROR and not isinstance(item[1], OSError):
                 logger.error("Exception in ASGI application after disconnect", exc_info=item[1])

@@ -10,16 +10,29 @@ Rules:
    before any body can still become a 500 (D9).
 3. HEAD, 1xx, 204 and 304 have no body; Content-Length is kept (D10).
 4. Trailers are waited for, then discarded (D11): WSGI cannot send them.
+5. The WSGI thread hands the server what has already accumulated as one chunk
+   (:func:`join_queued`): small bodies queued while the server was writing go
+   out in one write, up to a limit. Nothing is held back waiting for more.
 """
 
 from __future__ import annotations
 
+from queue import Empty, SimpleQueue
 from typing import Any
 
 from bridge.asgi_messages import BODY, PATHSEND, START, ResponseCycle, ResponseStart
 from bridge.types import Message, Scope
 
-__all__ = ["DATA", "ERROR", "NO_START", "PATH", "READ", "READ_ITEM", "ResponseItems"]
+__all__ = [
+    "DATA",
+    "ERROR",
+    "NO_START",
+    "PATH",
+    "READ",
+    "READ_ITEM",
+    "ResponseItems",
+    "join_queued",
+]
 
 # Items the loop side puts on the queue for the WSGI thread.
 READ = 0  # (READ,): read body chunks (bridge.asgi_exchange rule 3)
@@ -86,3 +99,34 @@ class ResponseItems:
         """The item that ends a started response the app returned from (D8)."""
         start, self._pending_start = self._pending_start, None
         return (DATA, b"", True, start)
+
+
+def join_queued(
+    queue: SimpleQueue[tuple[Any, ...]], data: bytes, limit: int
+) -> tuple[bytes, bool, tuple[Any, ...] | None]:
+    """``data`` joined with the ``DATA`` items already queued behind it (rule 5).
+
+    Takes items without waiting while the joined size is under ``limit``.
+
+    :returns: the bytes; whether the final ``DATA`` item was among those taken;
+        and the first item of another kind taken, which the caller handles
+        next (``None`` if there was none).
+    """
+    parts = [data]
+    size = len(data)
+    done = False
+    other = None
+    while size < limit:
+        try:
+            item = queue.get_nowait()
+        except Empty:
+            break
+        if item[0] != DATA:
+            other = item
+            break
+        parts.append(item[1])
+        size += len(item[1])
+        if item[2]:
+            done = True
+            break
+    return (data if len(parts) == 1 else b"".join(parts)), done, other

@@ -37,18 +37,19 @@ import asyncio
 import collections
 import functools
 import logging
+import math
 import os
 import threading
 from collections.abc import Callable, Coroutine, Mapping
 from contextlib import AbstractContextManager
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 from anyio.from_thread import BlockingPortal
 
 from bridge.wakeup import current_call_soon
 
-__all__ = ["PrivateLoop", "generation", "get_loop", "stop_all_loops"]
+__all__ = ["Disarm", "PrivateLoop", "generation", "get_loop", "stop_all_loops"]
 
 logger = logging.getLogger("bridge.loop")
 
@@ -80,12 +81,10 @@ class PrivateLoop:
     ``await wait()``), cheaper than ``anyio.Event``; create and use it on the loop."""
     cancel_handle: Callable[[], AbstractContextManager[Any]]
     """``with loop.cancel_handle() as handle:`` around a task's body, on the loop (rule 5)."""
-    cancel_later: Callable[[Any, float], object]
+    cancel_later: Callable[[Any, float], Disarm]
     """``cancel_later(handle, delay)``: cancel that task ``delay`` seconds from now.
 
-    Called on the loop, inside or outside a task; returns an object with
-    ``cancel()`` to disarm it (asyncio) or ``None`` (trio: the scope's deadline
-    ends with the task)."""
+    Called on the loop, inside or outside a task; returns a :class:`Disarm`."""
 
     def __init__(self, backend: str, backend_options: Mapping[str, Any] | None = None) -> None:
         self.backend = backend
@@ -256,10 +255,28 @@ class PrivateLoop:
             self._thread.join(timeout)
 
 
-def _trio_cancel_later(scope: Any, delay: float) -> None:
+class Disarm(Protocol):
+    """What :attr:`PrivateLoop.cancel_later` returns: ``cancel()`` disarms it."""
+
+    def cancel(self) -> object: ...
+
+
+class _TrioDeadline:
+    __slots__ = ("_scope",)
+
+    def __init__(self, scope: Any) -> None:
+        self._scope = scope
+
+    def cancel(self) -> None:
+        # The handle's scope is ours alone (one per task): no other deadline to keep.
+        self._scope.deadline = math.inf
+
+
+def _trio_cancel_later(scope: Any, delay: float) -> Disarm:
     import trio
 
     scope.deadline = min(scope.deadline, trio.current_time() + delay)
+    return _TrioDeadline(scope)
 
 
 class _CurrentAsyncioTask:
@@ -274,7 +291,9 @@ class _CurrentAsyncioTask:
         return None
 
 
-def _asyncio_cancel_later(loop: Any, task: Any, delay: float) -> object:
+def _asyncio_cancel_later(
+    loop: asyncio.AbstractEventLoop, task: asyncio.Task[Any], delay: float
+) -> Disarm:
     if delay <= 0:
         return loop.call_soon(task.cancel)
     return loop.call_later(delay, task.cancel)

@@ -441,8 +441,8 @@ def test_message_after_completion_raises(backend: Backend) -> None:
     assert "complete" in str(raised[0])
 
 
-def test_body_streams_chunk_by_chunk(backend: Backend) -> None:
-    # D5: one yield per non-empty body message, in order; empty chunks are skipped.
+def test_body_streams_in_order_without_empty_chunks(backend: Backend) -> None:
+    # D5: the body messages' bytes in order; empty chunks yield nothing.
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": TEXT})
         for chunk in (b"a", b"", b"bb", b"ccc"):
@@ -450,7 +450,33 @@ def test_body_streams_chunk_by_chunk(backend: Backend) -> None:
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     result = call(AsgiToWsgi(app, lifespan="off", backend=backend))
-    assert result.chunks == [b"a", b"bb", b"ccc"]
+    assert b"".join(result.chunks) == b"abbccc"
+    assert all(result.chunks)
+
+
+def test_small_chunks_queued_meanwhile_go_out_as_one(backend: Backend) -> None:
+    # What accumulated while the server was writing is one chunk (fewer writes);
+    # the first chunk was not held back waiting for it.
+    all_sent = threading.Event()
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": TEXT})
+        await send({"type": "http.response.body", "body": b"first", "more_body": True})
+        for _ in range(10):
+            await send({"type": "http.response.body", "body": b"x", "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        all_sent.set()
+
+    adapter = AsgiToWsgi(app, lifespan="off", backend=backend)
+    result = Result()
+    iterable = validator(wsgi(adapter))(make_environ(), result.start_response)
+    try:
+        chunks = iter(iterable)
+        assert next(chunks) == b"first"
+        assert all_sent.wait(WAIT)  # the server is "writing" while the app goes on
+        assert list(chunks) == [b"x" * 10]
+    finally:
+        iterable.close()  # type: ignore[attr-defined]
 
 
 def test_backpressure_send_waits_for_the_server(backend: Backend) -> None:
