@@ -7,7 +7,9 @@ Rules:
    server; availability is an import-spec check.
 2. Every server gets its own session (process group), so stopping it reaches the
    workers a master forked or spawned: the server's stop signal (SIGTERM; SIGINT
-   for waitress) to the group, wait with a deadline, then SIGKILL to the group.
+   for waitress, launched through :mod:`compat_suite.sigint_default` so that
+   an ignored SIGINT inherited from the caller cannot stop it from stopping) to
+   the group, wait with a deadline, then SIGKILL to the group.
    Some servers hang on shutdown; a test run must not. Before the SIGKILL, the
    leader gets SIGABRT: servers run with ``PYTHONFAULTHANDLER=1``, so a hung
    Python server writes every thread's stack into its log, which says why it hung.
@@ -177,8 +179,9 @@ def _gunicorn(worker_class: str, *, preload: bool = False) -> Callable[[_Launch]
 
 
 def _waitress(launch: _Launch) -> list[str]:
+    # Its stop signal is SIGINT, which a parent may have left ignored.
     return [
-        "-m", "waitress",
+        "-m", "compat_suite.sigint_default", "waitress",
         "--host", launch.host, "--port", str(launch.port),
         "--threads", str(launch.threads),
         launch.target,

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import time
 
+import httpx
 import pytest
 
 from compat_suite.servers import (
@@ -78,3 +80,22 @@ def test_stop_kills_a_server_group_that_ignores_sigterm() -> None:
         assert time.monotonic() < deadline, f"worker {worker} survived the stop"
         time.sleep(0.01)  # polling a process state with a deadline
     assert _dead(server.pid)
+
+
+@pytest.mark.skipif(not SERVERS["waitress"].available, reason="waitress is not installed")
+def test_waitress_stops_on_sigint_even_when_the_caller_ignores_it() -> None:
+    # A shell starts background jobs with SIGINT ignored, and children inherit
+    # that: waitress, which stops on SIGINT, must still stop gracefully.
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with serve(
+            "waitress", "compat_suite.apps.hello_wsgi:app", keep_log=True, stop_timeout=10
+        ) as server:
+            assert httpx.get(server.base_url + "/").status_code == 200
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    try:
+        log = server.log_path.read_text()
+    finally:
+        server.log_path.unlink()
+    assert "still running" not in log, log
