@@ -38,7 +38,7 @@ import anyio.to_thread
 from bridge.errors import ClientDisconnected
 from bridge.limiter import TokenLimiter
 from bridge.types import Message
-from bridge.wakeup import current_call_soon, current_new_event
+from bridge.wakeup import current_call_soon, current_checkpoint, current_new_event
 from bridge.wsgi_outbox import Item, Outbox, coalesce
 
 if TYPE_CHECKING:
@@ -156,12 +156,13 @@ def _in_worker(fn: Callable[[_Exchange], object], exchange: _Exchange, outbox: O
 class _LoopBinding:
     """What the thread executor keeps per event loop."""
 
-    __slots__ = ("call_soon", "limiter", "native", "new_event", "token")
+    __slots__ = ("call_soon", "checkpoint", "limiter", "native", "new_event", "token")
 
     def __init__(self, token: Any, max_threads: int) -> None:
         self.native = token.native_token
         self.token = token
         self.call_soon = current_call_soon()
+        self.checkpoint = current_checkpoint()
         self.new_event = current_new_event()
         self.limiter = TokenLimiter(max_threads)
 
@@ -208,7 +209,7 @@ class ThreadExecutor:
             context = contextvars.copy_context()  # the app sees the server task's context
             self._pool.submit(lambda: context.run(_in_worker, fn, exchange, outbox))
             try:
-                await self._drain(exchange, outbox, watching=False)
+                await self._drain(exchange, outbox, bound, watching=False)
             except BaseException:
                 # Cancelled, or send() raised: wake the worker and wait (shielded)
                 # until it has run close() and returned.
@@ -222,7 +223,9 @@ class ThreadExecutor:
         finally:
             limiter.release()
 
-    async def _drain(self, exchange: _Exchange, outbox: Outbox, *, watching: bool) -> None:
+    async def _drain(
+        self, exchange: _Exchange, outbox: Outbox, bound: _LoopBinding, *, watching: bool
+    ) -> None:
         """Send what the worker queues until it has finished."""
         send = exchange.send
         limit = self.send_buffer
@@ -242,9 +245,12 @@ class ThreadExecutor:
             if done:
                 return
             if watching:
-                await anyio.lowlevel.checkpoint()  # see bridge.wsgi_greenlet's _drive
+                # take() need not suspend: let the loop (and the watcher) run.
+                await bound.checkpoint()
             elif exchange.can_watch():
-                await _watched(exchange, lambda: self._drain(exchange, outbox, watching=True))
+                await _watched(
+                    exchange, lambda: self._drain(exchange, outbox, bound, watching=True)
+                )
                 return
 
     async def run_plain(self, fn: Callable[[], object]) -> None:

@@ -10,8 +10,10 @@ Rules:
    thread-safe ``call_soon`` (:mod:`bridge.wakeup`).
 2. Backpressure: once the body bytes queued but not yet sent exceed ``limit``
    (``WsgiToAsgi(send_buffer=...)``), ``put`` blocks the worker on a
-   :class:`threading.Condition` until the loop reports them sent. Memory per
-   request stays within ``limit`` plus one chunk.
+   :class:`threading.Condition` until the loop reports enough of them sent
+   that at most half of ``limit`` is left, so one wake-up of the worker lets
+   it queue several chunks. Memory per request stays within ``limit`` plus
+   one chunk.
 3. :meth:`Outbox.abort` (client gone, ``send`` failed, request cancelled)
    drops what is queued and wakes a blocked worker at once: its ``put``
    raises :class:`~bridge.errors.ClientDisconnected`, so the app stops and the
@@ -111,7 +113,7 @@ class Outbox:
         if full:
             with self._cond:
                 self._blocked = True
-                while self._pending > self.limit and self.aborted is None:
+                while self._pending > self.limit // 2 and self.aborted is None:
                     self._cond.wait()
                 self._blocked = False
                 if self.aborted is not None:
@@ -155,7 +157,7 @@ class Outbox:
         """Report ``nbytes`` of body as sent: room for a worker blocked in :meth:`put`."""
         with self._cond:
             self._pending -= nbytes
-            if self._blocked and self._pending <= self.limit:
+            if self._blocked and self._pending <= self.limit // 2:
                 self._cond.notify()
 
     def abort(self, reason: str) -> None:

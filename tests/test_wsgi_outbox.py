@@ -68,3 +68,29 @@ async def test_outbox_blocks_the_worker_beyond_the_limit_and_abort_wakes_it() ->
     assert outbox.outcome == "done"
     assert len(errors) == 1
     assert await outbox.take() == ([], True)
+
+
+async def test_a_blocked_worker_resumes_once_half_the_limit_is_free() -> None:
+    # Rule 2: one wake-up lets the worker queue several chunks, not one.
+    outbox = Outbox(current_call_soon(), 4, current_new_event())
+    pending_at_return: list[int] = []
+
+    def worker() -> None:
+        outbox.put(None, b"abcd")
+        outbox.put(None, b"efgh")  # 8 > 4: blocks
+        pending_at_return.append(outbox._pending)
+        outbox.finish(None, None)
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(anyio.to_thread.run_sync, worker)
+        sent = 0
+        while sent < 8:
+            batch, _ = await outbox.take()
+            for chunk in batch:
+                assert isinstance(chunk, bytes)
+                for _ in range(len(chunk)):  # report the bytes sent one by one
+                    outbox.sent(1)
+                    sent += 1
+        with anyio.fail_after(10):
+            await outbox.wait_done()
+    assert pending_at_return[0] <= 2
