@@ -60,7 +60,8 @@ class AsgiToWsgi:
         before it is cancelled (D7).
     :param chunk_size: the size of each ``wsgi.input`` read (D1) and of file reads.
     :param send_buffer: bytes the app may send ahead of the WSGI server before
-        ``send()`` waits (D5); defaults to ``chunk_size``.
+        ``send()`` waits (D5); defaults to ``4 * chunk_size`` (256 KiB), room for
+        several chunks, so one wake-up of the app moves several of them.
     :param asgi_version: ``"auto"``, ``"2"`` or ``"3"``: how to call ``app`` (F3).
     :raises ValueError: for an invalid option.
     """
@@ -95,7 +96,7 @@ class AsgiToWsgi:
         self.shutdown_timeout = shutdown_timeout
         self.disconnect_grace = disconnect_grace
         self.chunk_size = chunk_size
-        self.send_buffer = chunk_size if send_buffer is None else send_buffer
+        self.send_buffer = 4 * chunk_size if send_buffer is None else send_buffer
         self._extensions = DEFAULT_EXTENSIONS
         self._lock = threading.Lock()
         self._loop: PrivateLoop | None = None  # the loop lifespan ran on

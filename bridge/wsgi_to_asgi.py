@@ -51,8 +51,11 @@ logger = logging.getLogger("bridge")
 #: limiter, and of asgiref's and a2wsgi's pools).
 MAX_THREADS = 40
 
-#: Default body bytes a worker thread may produce ahead of ``send`` (64 KiB).
-SEND_BUFFER = 64 * 1024
+#: Default body bytes a worker thread may produce ahead of ``send`` (256 KiB):
+#: room for several 64 KiB chunks, so one wake-up of the worker or the loop
+#: moves several chunks (measured: a 1 MiB download in 64 KiB chunks on
+#: uvicorn, +25% MiB/s over 64 KiB; 4 KiB chunks, +70%).
+SEND_BUFFER = 256 * 1024
 
 _BODY_END: Message = {"type": "http.response.body", "body": b"", "more_body": False}
 
@@ -108,7 +111,7 @@ class WsgiToAsgi:
     :param executor: ``"thread"`` (default) or ``"greenlet"``, see above.
     :param send_buffer: thread executor: body bytes a worker may produce
         ahead of ``send`` before it blocks (backpressure), and the largest
-        coalesced body message; default 64 KiB. ``0`` sends each chunk before
+        coalesced body message; default 256 KiB. ``0`` sends each chunk before
         the next is pulled.
     :param body_buffer_size: a pre-read request body stays in memory up to this
         many bytes and spills to a temp file beyond (default 1 MiB).
