@@ -11,10 +11,11 @@ Rules:
    (a read could block). The last message has ``more_body=False``; an empty
    body is one message. An early EOF (or a failing read) is ``http.disconnect``.
 3. Read-ahead: once asked, the WSGI thread reads the chunk the app waits for
-   and goes on while fewer than ``2 * chunk_size`` bytes wait in the buffer,
+   and goes on while fewer than ``4 * chunk_size`` bytes wait in the buffer,
    so the next ``receive()`` calls are answered on the loop without a thread
-   round trip. The loop asks again when it takes the last buffered message.
-   Memory per request stays within ``2 * chunk_size`` plus one chunk.
+   round trip. The loop asks again as soon as less than half of that is left,
+   so the thread reads on while the app handles what is buffered. Memory per
+   request stays within ``4 * chunk_size`` plus one chunk.
 4. :class:`RequestBody` holds no lock: the exchange
    (:mod:`bridge.asgi_exchange`) calls :meth:`~RequestBody.push`,
    :meth:`~RequestBody.pop` and :meth:`~RequestBody.ask` under its own lock,
@@ -33,6 +34,9 @@ from bridge.types import Environ, Message
 __all__ = ["RequestBody", "body_length", "disconnect"]
 
 logger = logging.getLogger("bridge.asgi_to_wsgi")
+
+#: Rule 3: chunks read ahead of the app, at most.
+_READ_AHEAD = 4
 
 
 def disconnect() -> Message:
@@ -98,8 +102,8 @@ class RequestBody:
         message = buffer.popleft()
         if message["type"] == "http.request":
             self._buffered -= len(message["body"])
-        # Rule 3: the last buffered chunk: read the next batch while the app handles it.
-        return message, not buffer and self.ask()
+        # Rule 3: under half the read-ahead left: read on while the app handles it.
+        return message, self._buffered < _READ_AHEAD * self._chunk_size // 2 and self.ask()
 
     def read(self) -> Message:
         """WSGI thread, outside the lock: read one bounded chunk (rule 2)."""
@@ -135,7 +139,7 @@ class RequestBody:
             final = True
         if final:
             self._eof = True
-        more = not (final or stop) and self._buffered < 2 * self._chunk_size
+        more = not (final or stop) and self._buffered < _READ_AHEAD * self._chunk_size
         if not more:
             self._reading = False
         return more
