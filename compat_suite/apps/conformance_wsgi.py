@@ -13,6 +13,7 @@ Routes (any method unless said):
 - ``/stream?gate=N``: one chunk, then the test's gate, then the last chunk.
 - ``/error-before``, ``/error-after``, ``/exc-info``, ``/no-start``, ``/empty``, ``/write``.
 - ``/close?key=K``, ``/truncate?key=K``, ``/disconnect?key=K&gate=N``,
+  ``/endless?key=K`` (like ``/disconnect`` without the gate),
   ``/file-wrapper?key=K``: record ``close()`` calls in :mod:`compat_suite.apps.probes`.
 - ``/_probe/K?wait=FACT``: the facts recorded under ``K``.
 """
@@ -182,6 +183,10 @@ def app(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
     if path == "/truncate":
         start_response("200 OK", [*text, ("Content-Length", "5")])
         return _Recorded(query["key"], iter([b"12345", b"67890"]))
+    if path == "/endless":
+        start_response("200 OK", [("Content-Type", "application/octet-stream")])
+        chunks = (b"x" * CHUNK_SIZE for _ in range(DISCONNECT_CHUNKS + 1))
+        return _Recorded(query["key"], chunks)
     if path == "/disconnect":
         start_response("200 OK", [("Content-Type", "application/octet-stream")])
         return _Recorded(query["key"], _disconnect_body(query["key"], int(query["gate"])))

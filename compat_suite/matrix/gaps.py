@@ -149,6 +149,22 @@ KNOWN_GAPS: tuple[Gap, ...] = (
         adapter="bridge-greenlet",
         scenario="disconnect",
     ),
+    *(
+        Gap(
+            "granian's ASGI send() queues the body with no backpressure and no OSError once "
+            "the client is gone (ASGI 2.3, emmett-framework/granian#650); receive() reports "
+            "http.disconnect only after its writer failed. The greenlet executor, with no "
+            "thread hop per chunk, can queue the whole 16 MiB before that, or (when the "
+            "client left while the test app blocked the loop on its gate) never hear of it. "
+            "tests/e2e/test_disconnect.py shows the same without the gate, now and then",
+            server="granian-asgi",
+            adapter="bridge-greenlet",
+            scenario="disconnect",
+            seen=seen,
+        )
+        # Both symptoms, and only these: everything produced, or never closed.
+        for seen in ("iteration stopped before the end", "'gate_opened': True}")
+    ),
 )
 
 
