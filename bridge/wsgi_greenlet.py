@@ -176,10 +176,7 @@ class GreenletExecutor:
         # abort() cancelled the phase: the crossing the job waits for fails,
         # and so does every later one (abort_reason is set), until it ends.
         reason = exchange.abort_reason or "the request was aborted"
-        value = runner.throw(ClientDisconnected(reason))
-        while value is not _ENDED:
-            value = await _cross(runner, value, exchange)
-        return _outcome(runner)
+        return await self._drive(runner, runner.throw(ClientDisconnected(reason)), exchange)
 
     async def run_plain(self, fn: Callable[[], object]) -> None:
         # Lifespan hooks typically block (connect to a database, run
