@@ -50,13 +50,20 @@ class NativeEvent(Protocol):
     async def wait(self) -> Any: ...
 
 
+def _on_trio() -> bool:
+    """Whether the running loop is trio's (anyio's token then wraps a ``TrioToken``).
+
+    :raises RuntimeError: outside a running event loop.
+    """
+    return hasattr(anyio.lowlevel.current_token().native_token, "run_sync_soon")
+
+
 def current_new_event() -> Callable[[], NativeEvent]:
     """The running loop's own event class (rule 4), to create events on this loop.
 
     :raises RuntimeError: outside a running event loop.
     """
-    native = anyio.lowlevel.current_token().native_token
-    if hasattr(native, "run_sync_soon"):
+    if _on_trio():
         import trio
 
         return trio.Event
@@ -68,8 +75,7 @@ def current_checkpoint() -> Callable[[], Awaitable[None]]:
 
     :raises RuntimeError: outside a running event loop.
     """
-    native = anyio.lowlevel.current_token().native_token
-    if hasattr(native, "run_sync_soon"):
+    if _on_trio():
         import trio.lowlevel
 
         return trio.lowlevel.checkpoint
