@@ -13,7 +13,11 @@ from __future__ import annotations
 
 import json
 import threading
-from typing import Any
+import time
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = [
     "DISCONNECT_CHUNKS",
@@ -23,6 +27,7 @@ __all__ = [
     "SHUTDOWN_MARKER",
     "WAIT_TIMEOUT",
     "Probes",
+    "poll_probe",
 ]
 
 PROBE_PREFIX = "/_probe/"
@@ -78,3 +83,20 @@ class Probes:
 
 #: The registry of this process.
 PROBES = Probes()
+
+
+def poll_probe(
+    client: httpx.Client, key: str, fact: str, timeout: float = WAIT_TIMEOUT
+) -> dict[str, Any]:
+    """The facts of ``key`` once ``fact`` is among them, or after ``timeout`` seconds.
+
+    Client side, and polled rather than ``?wait=``: that wait blocks inside the
+    app, and under an inline executor (bridge's greenlet) the app runs on the
+    server's event loop, which then cannot make the progress it waits for.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        facts: dict[str, Any] = client.get(f"{PROBE_PREFIX}{key}").json()
+        if fact in facts or time.monotonic() > deadline:
+            return facts
+        time.sleep(0.02)  # the facts live in the server process: nothing to wait on here

@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from compat_suite.apps.probes import DISCONNECT_CHUNKS, FILE_BODY, SHUTDOWN_MARKER
+from compat_suite.apps.probes import DISCONNECT_CHUNKS, FILE_BODY, SHUTDOWN_MARKER, poll_probe
 from compat_suite.gate import Gate
 
 __all__ = ["SCENARIOS", "AfterStopCheck", "Check", "Scenario", "expect"]
@@ -67,8 +67,7 @@ def _header_values(scope_facts: Mapping[str, Any], name: str) -> list[str]:
 
 
 def _probe(client: httpx.Client, key: str, fact: str) -> dict[str, Any]:
-    facts: dict[str, Any] = _json(client.get(f"/_probe/{key}", params={"wait": fact}))
-    return facts
+    return poll_probe(client, key, fact)
 
 
 def _payload(size: int, chunk: int = 64 * 1024) -> Iterator[bytes]:
