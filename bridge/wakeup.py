@@ -14,6 +14,10 @@ Rules:
 4. What a loop-side waiter waits on is the backend's own event too
    (:func:`current_new_event`): ``anyio.Event()`` asks sniffio which library
    runs on every construction, which costs more than the rest of a waiter.
+   On asyncio it is a :class:`FutureEvent`, one bare future: an
+   ``asyncio.Event`` adds a dict, a deque of waiters and a future per wait,
+   objects the garbage collector then tracks for every request in flight.
+   Every event here has a single waiter, which is all a future supports well.
 5. A task that must let the loop run (a long stream whose ``send()`` never
    suspends) yields through the backend's own checkpoint
    (:func:`current_checkpoint`), for the same reason.
@@ -30,6 +34,7 @@ import anyio.lowlevel
 
 __all__ = [
     "CallSoon",
+    "FutureEvent",
     "NativeEvent",
     "current_call_soon",
     "current_checkpoint",
@@ -41,13 +46,41 @@ CallSoon = Callable[..., object]
 
 
 class NativeEvent(Protocol):
-    """``asyncio.Event`` or ``trio.Event``: what both offer."""
+    """:class:`FutureEvent` or ``trio.Event``: what both offer."""
 
     def set(self) -> None: ...
 
     def is_set(self) -> bool: ...
 
-    async def wait(self) -> Any: ...
+    def wait(self) -> Awaitable[Any]: ...
+
+
+class FutureEvent:
+    """A one-waiter event on the running asyncio loop (rule 4), built on one future.
+
+    ``set()`` must run on the loop (through ``call_soon_threadsafe`` from
+    another thread). If the waiting task is cancelled, the future is
+    cancelled with it and a later ``set()`` does nothing.
+    """
+
+    __slots__ = ("_future",)
+
+    def __init__(self) -> None:
+        self._future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def set(self) -> None:
+        """Wake the waiter (now or when it starts waiting); idempotent."""
+        if not self._future.done():
+            self._future.set_result(None)
+
+    def is_set(self) -> bool:
+        """Whether :meth:`set` has run (a cancelled wait does not count)."""
+        future = self._future
+        return future.done() and not future.cancelled()
+
+    def wait(self) -> Awaitable[None]:
+        """Wait until :meth:`set` has run: the future itself, no coroutine around it."""
+        return self._future
 
 
 def _on_trio() -> bool:
@@ -67,7 +100,7 @@ def current_new_event() -> Callable[[], NativeEvent]:
         import trio
 
         return trio.Event
-    return asyncio.Event
+    return FutureEvent
 
 
 def current_checkpoint() -> Callable[[], Awaitable[None]]:

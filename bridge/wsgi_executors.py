@@ -23,6 +23,7 @@ says what runs on which side):
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import logging
 import threading
@@ -81,14 +82,14 @@ async def _send_start_and_body(exchange: _Exchange, start: Message | None, body:
         await send(body)  # type: ignore[arg-type]
 
 
-async def _watched(exchange: _Exchange, body: Callable[[], Awaitable[T]]) -> T:
-    """Run ``await body()`` with the disconnect watcher alongside (rule 4)."""
+async def _watched(exchange: _Exchange, body: Callable[..., Awaitable[T]], *args: Any) -> T:
+    """Run ``await body(*args)`` with the disconnect watcher alongside (rule 4)."""
     outcome: T | None = None
     error: Exception | None = None
     async with anyio.create_task_group() as group:
         group.start_soon(exchange.watch_disconnect)
         try:
-            outcome = await body()
+            outcome = await body(*args)
         except Exception as exc:
             # Raised outside the task group, so the app's exception reaches
             # the server unchanged (not in an ExceptionGroup).
@@ -112,15 +113,17 @@ class WorkerPool:
     __slots__ = ("_idle", "_jobs", "_lock", "_started")
 
     def __init__(self) -> None:
-        self._jobs: SimpleQueue[Callable[[], object]] = SimpleQueue()
+        self._jobs: SimpleQueue[tuple[Callable[..., object], tuple[Any, ...]]] = SimpleQueue()
         self._lock = threading.Lock()
         self._idle = 0  # threads waiting for a job that no submitted job has claimed
         self._started = 0
 
-    def submit(self, job: Callable[[], object]) -> None:
-        """Run ``job()`` in a worker thread; it must not raise."""
+    def submit(self, fn: Callable[..., object], *args: Any) -> None:
+        """Run ``fn(*args)`` in a worker thread; it must not raise."""
+        # A tuple, not a closure: fewer objects for the garbage collector to
+        # track while the request is in flight.
         with self._lock:
-            self._jobs.put(job)
+            self._jobs.put((fn, args))
             if self._idle:
                 self._idle -= 1
                 return
@@ -132,14 +135,17 @@ class WorkerPool:
         jobs = self._jobs
         while True:
             try:
-                job = jobs.get(timeout=IDLE_TIMEOUT)
+                fn, args = jobs.get(timeout=IDLE_TIMEOUT)
             except Empty:
                 with self._lock:
                     if self._idle == 0:
                         continue  # a job was handed to a waiting thread: maybe this one
                     self._idle -= 1
                     return
-            job()
+            fn(*args)
+            # Drop the finished job now: kept until the next one, it would hold
+            # that request's environ, body and response alive meanwhile.
+            del fn, args
             with self._lock:
                 self._idle += 1
 
@@ -191,8 +197,13 @@ class ThreadExecutor:
         # runs the request. An adapter that outlives its loop (a module-level
         # app served by asyncio and then trio, a server restarted in-process)
         # binds afresh to the new one.
-        token = anyio.lowlevel.current_token()
         bound = self._bound
+        if bound is not None and bound.native is asyncio._get_running_loop():
+            # The common case, asked cheaply: anyio's current_token() asks
+            # sniffio which library runs, a tenth of this adapter's own cost
+            # for a small response. On trio this is None and never matches.
+            return bound
+        token = anyio.lowlevel.current_token()
         if bound is None or bound.native is not token.native_token:
             bound = self._bound = _LoopBinding(token, self._max_threads)
         return bound
@@ -207,9 +218,9 @@ class ThreadExecutor:
             exchange.outbox = outbox
             exchange.token = bound.token
             context = contextvars.copy_context()  # the app sees the server task's context
-            self._pool.submit(lambda: context.run(_in_worker, fn, exchange, outbox))
+            self._pool.submit(context.run, _in_worker, fn, exchange, outbox)
             try:
-                await self._drain(exchange, outbox, bound, watching=False)
+                await self._drain(exchange, outbox, bound, False)
             except BaseException:
                 # Cancelled, or send() raised: wake the worker and wait (shielded)
                 # until it has run close() and returned.
@@ -224,7 +235,7 @@ class ThreadExecutor:
             limiter.release()
 
     async def _drain(
-        self, exchange: _Exchange, outbox: Outbox, bound: _LoopBinding, *, watching: bool
+        self, exchange: _Exchange, outbox: Outbox, bound: _LoopBinding, watching: bool
     ) -> None:
         """Send what the worker queues until it has finished."""
         send = exchange.send
@@ -248,9 +259,9 @@ class ThreadExecutor:
                 # take() need not suspend: let the loop (and the watcher) run.
                 await bound.checkpoint()
             elif exchange.can_watch():
-                await _watched(
-                    exchange, lambda: self._drain(exchange, outbox, bound, watching=True)
-                )
+                # Arguments, not a closure: a lambda here would make every
+                # request's _drain allocate its cells, watched or not.
+                await _watched(exchange, self._drain, exchange, outbox, bound, True)
                 return
 
     async def run_plain(self, fn: Callable[[], object]) -> None:

@@ -27,7 +27,6 @@ Rules (the executor seam is :mod:`bridge.wsgi_executors`; this is its second sid
 from __future__ import annotations
 
 import contextvars
-import functools
 import logging
 import threading
 from collections.abc import Awaitable, Callable
@@ -153,8 +152,7 @@ class GreenletExecutor:
             # Start the watcher from the second chunk on: a one-chunk response
             # (most responses: Flask, Django) never pays for it.
             if exchange.pushes > 1 and exchange.can_watch():
-                watched = functools.partial(self._drive_watched, runner, value, exchange)
-                return await _watched(exchange, watched)
+                return await _watched(exchange, self._drive_watched, runner, value, exchange)
             value = await _cross(runner, value, exchange)
         return _outcome(runner)
 

@@ -13,7 +13,9 @@ Rules:
    :class:`threading.Condition` until the loop reports enough of them sent
    that at most half of ``limit`` is left, so one wake-up of the worker lets
    it queue several chunks. Memory per request stays within ``limit`` plus
-   one chunk.
+   one chunk. The condition is made the first time the worker must wait: a
+   small response needs only the lock, and a condition costs as much to
+   build as the rest of the outbox.
 3. :meth:`Outbox.abort` (client gone, ``send`` failed, request cancelled)
    drops what is queued and wakes a blocked worker at once: its ``put``
    raises :class:`~bridge.errors.ClientDisconnected`, so the app stops and the
@@ -61,6 +63,7 @@ class Outbox:
         "_call_soon",
         "_cond",
         "_items",
+        "_lock",
         "_new_event",
         "_pending",
         "_waiter",
@@ -77,7 +80,8 @@ class Outbox:
         self._call_soon = call_soon
         self._new_event = new_event
         self.limit = limit
-        self._cond = threading.Condition(threading.Lock())
+        self._lock = threading.Lock()
+        self._cond: threading.Condition | None = None  # made on the first wait (rule 2)
         self._items: deque[Item] = deque()
         self._pending = 0  # body bytes queued or being sent, not yet reported sent
         self._blocked = False  # the worker waits in put() for room
@@ -94,7 +98,7 @@ class Outbox:
 
         :raises ClientDisconnected: once the response is aborted (rule 3).
         """
-        with self._cond:
+        with self._lock:
             if self.aborted is not None:
                 raise ClientDisconnected(self.aborted)
             items = self._items
@@ -111,17 +115,20 @@ class Outbox:
         if waiter is not None:
             self._wake(waiter)
         if full:
-            with self._cond:
+            with self._lock:
+                cond = self._cond
+                if cond is None:
+                    cond = self._cond = threading.Condition(self._lock)
                 self._blocked = True
                 while self._pending > self.limit // 2 and self.aborted is None:
-                    self._cond.wait()
+                    cond.wait()
                 self._blocked = False
                 if self.aborted is not None:
                     raise ClientDisconnected(self.aborted)
 
     def finish(self, outcome: object, error: BaseException | None) -> None:
         """The worker's very last step: record how it ended and wake the loop."""
-        with self._cond:
+        with self._lock:
             self.outcome = outcome
             self.error = error
             self.done = True
@@ -143,7 +150,7 @@ class Outbox:
         Returns ``([], True)`` once the worker has finished and the queue is empty.
         """
         while True:
-            with self._cond:
+            with self._lock:
                 if self._items:
                     batch = list(self._items)
                     self._items.clear()
@@ -155,24 +162,26 @@ class Outbox:
 
     def sent(self, nbytes: int) -> None:
         """Report ``nbytes`` of body as sent: room for a worker blocked in :meth:`put`."""
-        with self._cond:
+        with self._lock:
             self._pending -= nbytes
-            if self._blocked and self._pending <= self.limit // 2:
-                self._cond.notify()
+            cond = self._cond  # made before the worker first blocked
+            if cond is not None and self._blocked and self._pending <= self.limit // 2:
+                cond.notify()
 
     def abort(self, reason: str) -> None:
         """Drop the queue and make the worker's next (or current) ``put`` raise (rule 3)."""
-        with self._cond:
+        with self._lock:
             if self.aborted is None:
                 self.aborted = reason
             self._items.clear()
             self._pending = 0
-            self._cond.notify_all()
+            if self._cond is not None:
+                self._cond.notify_all()
 
     async def wait_done(self) -> None:
         """Wait until the worker has called :meth:`finish`."""
         while True:
-            with self._cond:
+            with self._lock:
                 if self.done:
                     return
                 waiter = self._waiter = self._new_event()

@@ -7,7 +7,7 @@ import threading
 import anyio
 import pytest
 
-from bridge.wakeup import current_call_soon, current_checkpoint, current_new_event
+from bridge.wakeup import FutureEvent, current_call_soon, current_checkpoint, current_new_event
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(30)]
 
@@ -33,7 +33,31 @@ async def test_a_thread_wakes_a_waiter_on_the_loop(anyio_backend: str) -> None:
 
 async def test_the_event_is_the_backends_own(anyio_backend: str) -> None:
     event = current_new_event()()
-    assert type(event).__module__.split(".")[0] == anyio_backend
+    if anyio_backend == "trio":
+        assert type(event).__module__.split(".")[0] == "trio"
+    else:
+        # One bare future of the running asyncio loop (wakeup rule 4).
+        assert type(event) is FutureEvent
+
+
+async def test_an_event_set_before_the_wait_does_not_block(anyio_backend: str) -> None:
+    event = current_new_event()()
+    assert not event.is_set()
+    event.set()
+    event.set()  # idempotent
+    assert event.is_set()
+    with anyio.fail_after(10):
+        await event.wait()
+
+
+async def test_a_cancelled_wait_leaves_the_event_unset_and_settable(anyio_backend: str) -> None:
+    event = current_new_event()()
+    with anyio.move_on_after(0) as scope:
+        await event.wait()
+    assert scope.cancelled_caught
+    event.set()  # the waiter is gone: no error, whatever it was waiting on
+    if anyio_backend == "asyncio":
+        assert not event.is_set()  # the future was cancelled with its waiter
 
 
 async def test_the_checkpoint_lets_other_tasks_run(anyio_backend: str) -> None:
