@@ -29,7 +29,7 @@ from bridge.errors import (
     ServerProtocolError,
 )
 from bridge.lifespan import AsgiVersion, LifespanManager, LifespanShim, as_asgi3
-from bridge.loop import PrivateLoop, get_loop
+from bridge.loop import PrivateLoop, default_backend_options, get_loop
 from bridge.scope import DEFAULT_EXTENSIONS, scope_from_environ
 from bridge.types import ASGIApp, Environ, StartResponse
 from bridge.wsgi_replies import plain_response
@@ -52,8 +52,10 @@ class AsgiToWsgi:
     :param lifespan: ``"auto"`` runs lifespan and serves apps that do not
         support it; ``"on"`` makes an unsupported app an error; ``"off``" skips it.
     :param backend: the private loop's backend, ``"asyncio"`` or ``"trio"``.
-    :param backend_options: passed to :func:`anyio.run`
-        (``{"use_uvloop": True}`` for uvloop on asyncio).
+    :param backend_options: passed to :func:`anyio.run`. ``None`` (the
+        default) means uvloop on asyncio when it is installed, as uvicorn's
+        ``--loop auto`` does (:func:`~bridge.loop.default_backend_options`);
+        ``{}`` is asyncio's own loop.
     :param startup_timeout: seconds to wait for ``lifespan.startup.complete``.
     :param shutdown_timeout: seconds to wait for ``lifespan.shutdown.complete``.
     :param disconnect_grace: seconds the app may run on after its client left
@@ -91,7 +93,9 @@ class AsgiToWsgi:
         self.app: ASGIApp = as_asgi3(app, asgi_version)
         self.lifespan = lifespan
         self.backend = backend
-        self.backend_options = dict(backend_options or {})
+        if backend_options is None:
+            backend_options = default_backend_options(backend)
+        self.backend_options = dict(backend_options)
         self.startup_timeout = startup_timeout
         self.shutdown_timeout = shutdown_timeout
         self.disconnect_grace = disconnect_grace

@@ -36,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import functools
+import importlib.util
 import logging
 import math
 import os
@@ -47,9 +48,16 @@ from typing import Any, Protocol
 import anyio
 from anyio.from_thread import BlockingPortal
 
-from bridge.wakeup import current_call_soon
+from bridge.wakeup import current_call_soon, current_new_event
 
-__all__ = ["Disarm", "PrivateLoop", "generation", "get_loop", "stop_all_loops"]
+__all__ = [
+    "Disarm",
+    "PrivateLoop",
+    "default_backend_options",
+    "generation",
+    "get_loop",
+    "stop_all_loops",
+]
 
 logger = logging.getLogger("bridge.loop")
 
@@ -77,8 +85,9 @@ class PrivateLoop:
     clock: Callable[[], float]
     """The loop's clock, as ``anyio.current_time()``, callable on the loop outside any task."""
     new_event: Callable[[], Any]
-    """A fresh native event (``asyncio.Event`` or ``trio.Event``: ``set()``,
-    ``await wait()``), cheaper than ``anyio.Event``; create and use it on the loop."""
+    """A fresh native event (:class:`~bridge.wakeup.FutureEvent` or ``trio.Event``:
+    ``set()``, ``await wait()``, one waiter), cheaper than ``anyio.Event``;
+    create and use it on the loop."""
     cancel_handle: Callable[[], AbstractContextManager[Any]]
     """``with loop.cancel_handle() as handle:`` around a task's body, on the loop (rule 5)."""
     cancel_later: Callable[[Any, float], Disarm]
@@ -147,7 +156,7 @@ class PrivateLoop:
 
         self.call_soon = current_call_soon()
         self.clock = trio.current_time
-        self.new_event = trio.Event
+        self.new_event = current_new_event()
         self.cancel_handle = trio.CancelScope
         self.cancel_later = _trio_cancel_later
         async with trio.open_nursery() as nursery:
@@ -160,7 +169,7 @@ class PrivateLoop:
         loop = asyncio.get_running_loop()
         self.call_soon = current_call_soon()
         self.clock = loop.time
-        self.new_event = asyncio.Event
+        self.new_event = current_new_event()
         self.cancel_handle = _CurrentAsyncioTask
         self.cancel_later = functools.partial(_asyncio_cancel_later, loop)
         tasks: set[asyncio.Task[object]] = set()
@@ -305,18 +314,35 @@ def _key(
     return backend, tuple(sorted((options or {}).items()))
 
 
+def default_backend_options(backend: str) -> dict[str, Any]:
+    """The private loop's options when the user gives none: uvloop on asyncio if installed.
+
+    uvloop runs the same small request in about a sixth fewer instructions
+    than asyncio's own loop (its thread-safe wake-up and its loop iteration
+    are compiled), and uvicorn picks it the same way (``--loop auto``).
+
+    :param backend: ``"asyncio"`` or ``"trio"``.
+    """
+    if backend == "asyncio" and importlib.util.find_spec("uvloop") is not None:
+        return {"use_uvloop": True}
+    return {}
+
+
 def get_loop(
     backend: str = "asyncio", backend_options: Mapping[str, Any] | None = None
 ) -> PrivateLoop:
     """Return the running private loop for ``backend``, starting it if needed.
 
     :param backend: ``"asyncio"`` or ``"trio"``.
-    :param backend_options: passed to :func:`anyio.run` (``{"use_uvloop": True}``).
+    :param backend_options: passed to :func:`anyio.run`; ``None`` means
+        :func:`default_backend_options`.
     :raises ValueError: for an unknown backend.
     :raises RuntimeError: if the loop cannot start.
     """
     if backend not in ("asyncio", "trio"):
         raise ValueError(f"backend must be 'asyncio' or 'trio', not {backend!r}")
+    if backend_options is None:
+        backend_options = default_backend_options(backend)
     key = _key(backend, backend_options)
     loop = _loops.get(key)
     if loop is not None and loop.running and loop.pid == os.getpid():

@@ -29,6 +29,8 @@ from bridge import (
     LifespanStartupFailed,
     LifespanUnsupported,
 )
+from bridge import asgi_to_wsgi as asgi_to_wsgi_module
+from bridge import loop as loop_module
 from bridge.loop import get_loop, stop_all_loops
 from bridge.types import Environ, ExcInfo, Message, Receive, Scope, Send
 
@@ -49,8 +51,14 @@ def _stop_loops() -> Iterator[None]:
 Backend = Literal["asyncio", "trio"]
 
 
-@pytest.fixture(params=["asyncio", "trio"])
-def backend(request: pytest.FixtureRequest) -> Backend:
+@pytest.fixture(params=["asyncio", "asyncio-stock-loop", "trio"])
+def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Backend:
+    """The private loop's backend; asyncio both on uvloop (the default when
+    installed) and on asyncio's own loop (the default without uvloop)."""
+    if request.param == "asyncio-stock-loop":
+        for module in (asgi_to_wsgi_module, loop_module):
+            monkeypatch.setattr(module, "default_backend_options", lambda backend: {})
+        return "asyncio"
     return cast(Backend, request.param)
 
 

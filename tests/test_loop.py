@@ -89,6 +89,24 @@ def test_unknown_backend_is_rejected() -> None:
         AsgiToWsgi(whoami, backend="curio")  # type: ignore[arg-type]
 
 
+async def loop_kind(scope: Scope, receive: Receive, send: Send) -> None:
+    import asyncio
+
+    body = json.dumps({"loop": type(asyncio.get_running_loop()).__module__}).encode()
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": body})
+
+
+def test_asyncio_uses_uvloop_when_installed_unless_told_otherwise() -> None:
+    pytest.importorskip("uvloop")  # a test dependency (uvicorn[standard])
+    default = AsgiToWsgi(loop_kind, lifespan="off")
+    assert default.backend_options == {"use_uvloop": True}
+    assert request(default)["loop"].startswith("uvloop")
+    plain = AsgiToWsgi(loop_kind, lifespan="off", backend_options={})
+    assert request(plain)["loop"].startswith("asyncio")
+    assert AsgiToWsgi(loop_kind, backend="trio").backend_options == {}
+
+
 def test_bad_backend_options_fail_clearly(caplog: pytest.LogCaptureFixture) -> None:
     # trio.run rejects unknown keywords (anyio's asyncio backend ignores them).
     with pytest.raises(RuntimeError, match="could not start"):
