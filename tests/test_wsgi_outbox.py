@@ -30,6 +30,15 @@ def test_coalesce_joins_runs_within_the_limit() -> None:
     ]
 
 
+def test_coalesce_sends_large_chunks_alone() -> None:
+    # Joining large chunks would only copy them (wsgi_outbox rule 4).
+    batch: list[Item] = [b"a", b"b", b"L" * 8, b"c", b"M" * 9, b"N" * 8, END]
+    messages, nbytes = coalesce(batch, limit=100, join_below=8)
+    assert nbytes == 28
+    assert [m["body"] for m in messages] == [b"ab", b"L" * 8, b"c", b"M" * 9, b"N" * 8]
+    assert [m["more_body"] for m in messages] == [True, True, True, True, False]
+
+
 def test_coalesce_keeps_a_lone_end() -> None:
     assert coalesce([END], limit=10) == ([END], 0)
 
