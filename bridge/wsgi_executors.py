@@ -84,6 +84,21 @@ async def _send_start_and_body(exchange: _Exchange, start: Message | None, body:
 
 async def _watched(exchange: _Exchange, body: Callable[..., Awaitable[T]], *args: Any) -> T:
     """Run ``await body(*args)`` with the disconnect watcher alongside (rule 4)."""
+    loop = asyncio._get_running_loop()
+    if loop is not None:
+        # asyncio: the watcher is a bare task. An anyio task group around it
+        # costs about 48 us per streamed response on uvloop against 4 us,
+        # as much as eight 64 KiB chunks of the rest of the stream.
+        watcher = loop.create_task(exchange.watch_disconnect())
+        try:
+            return await body(*args)
+        finally:
+            watcher.cancel()
+            # No task outlives the request: wait for the watcher's end.
+            # asyncio.wait() never raises the watcher's CancelledError; if
+            # this task is cancelled again meanwhile, the watcher still ends
+            # one loop pass later.
+            await asyncio.wait((watcher,))
     outcome: T | None = None
     error: Exception | None = None
     async with anyio.create_task_group() as group:

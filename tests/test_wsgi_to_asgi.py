@@ -667,6 +667,43 @@ async def test_http_disconnect_while_streaming_stops_the_worker() -> None:  # B1
     assert peer.sent[-1]["more_body"] is True
 
 
+async def test_the_disconnect_watcher_ends_with_the_response() -> None:  # B19
+    # A streamed response starts the watcher, whose receive() waits for a
+    # disconnect that never comes; once the response is over, that receive()
+    # has been cancelled and has returned: no task outlives the request.
+    waiting = threading.Event()
+    ended: list[str] = []
+
+    class QuietPeer(Peer):
+        async def receive(self) -> Message:
+            if self.incoming:
+                return self.incoming.pop(0)
+            waiting.set()
+            try:
+                await anyio.sleep_forever()
+            finally:
+                ended.append("receive")
+            raise AssertionError("unreachable")
+
+    def app(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        start_response("200 OK", TEXT)
+
+        def until_watched() -> Iterator[bytes]:
+            # Stream until the watcher waits in receive() (it starts with the
+            # second chunk), never blocking: the greenlet runs on the loop.
+            for _ in range(100_000):
+                yield b"x"
+                if waiting.is_set():
+                    return
+
+        return until_watched()
+
+    peer = await call(app, QuietPeer())
+    assert waiting.is_set()
+    assert ended == ["receive"]
+    assert peer.sent[-1]["more_body"] is False  # the response completed
+
+
 async def test_a_stream_whose_send_never_suspends_lets_other_tasks_run() -> None:
     # The peer's send() returns without suspending; a task waiting for the
     # third body must still run while the endless stream goes on, and its
