@@ -276,8 +276,28 @@ class ThreadExecutor:
             elif exchange.can_watch():
                 # Arguments, not a closure: a lambda here would make every
                 # request's _drain allocate its cells, watched or not.
-                await _watched(exchange, self._drain, exchange, outbox, bound, True)
+                await _watched(exchange, self._drain_watched, exchange, outbox, bound)
                 return
+
+    async def _drain_watched(
+        self, exchange: _Exchange, outbox: Outbox, bound: _LoopBinding
+    ) -> None:
+        """:meth:`_drain` while the disconnect watcher runs (rule 4).
+
+        One cancel scope covers the phase and :meth:`_Exchange.abort` cancels
+        it, so a ``send()`` that never returns once the client has gone (a
+        server that only notices later) does not keep the request waiting.
+        """
+        with anyio.CancelScope() as scope:
+            exchange.guard(scope)
+            try:
+                await self._drain(exchange, outbox, bound, True)
+                return
+            finally:
+                exchange.guard(None)
+        # abort() cancelled the phase: the worker was told too (its next put
+        # raises) and runs close(); wait until it has returned.
+        await outbox.wait_done()
 
     async def run_plain(self, fn: Callable[[], object]) -> None:
         # Lifespan hooks run before and after serving: anyio's own threads.
