@@ -43,7 +43,8 @@ def _read_then_drop(base_url: str, path: str, nbytes: int) -> None:
 _GRANIAN_QUEUES = (
     "granian's ASGI send() queues the body with no backpressure and reports the "
     "disconnect only once its writer failed; the greenlet executor (no thread hop per "
-    "chunk) sometimes queues all 16 MiB before that (a known gap in compat_suite)"
+    "chunk) can queue most of the 16 MiB before that: in 11 runs of 12 with another "
+    "process keeping a core busy, none of 12 on an idle machine (a known gap in compat_suite)"
 )
 
 
