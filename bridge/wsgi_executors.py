@@ -215,8 +215,8 @@ class ThreadExecutor:
         bound = self._bound
         if bound is not None and bound.native is asyncio._get_running_loop():
             # The common case, asked cheaply: anyio's current_token() asks
-            # sniffio which library runs, a tenth of this adapter's own cost
-            # for a small response. On trio this is None and never matches.
+            # sniffio which library runs, about 7% of the instructions of a
+            # small request. On trio this is None and never matches.
             return bound
         token = anyio.lowlevel.current_token()
         if bound is None or bound.native is not token.native_token:
