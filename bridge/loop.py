@@ -18,7 +18,11 @@ Rules:
    :attr:`PrivateLoop.cancel_handle` wraps the task's body (a native
    ``trio.CancelScope``; on asyncio it just names the current task) and
    :attr:`PrivateLoop.cancel_later` cancels it after a delay (a deadline on
-   trio, ``call_later(delay, task.cancel)`` on asyncio).
+   trio, ``call_later(delay, task.cancel)`` on asyncio). Both keep the task
+   cancelled until it ends: trio's cancellation is level-triggered, and on
+   asyncio, where a task may swallow ``CancelledError`` and run on, the
+   cancel is repeated every ``delay`` seconds (at least :data:`RECANCEL_MIN`),
+   with a warning, so such an app cannot outlive its client for good.
 6. Spawns from many server threads share wake-ups: each goes into an inbox,
    and only a spawn that finds no drain already scheduled wakes the loop. Under
    load one self-pipe write (and one trip through ``select()``) starts many
@@ -300,12 +304,53 @@ class _CurrentAsyncioTask:
         return None
 
 
+#: Seconds between two cancellations of an asyncio task that swallowed the last one.
+RECANCEL_MIN = 0.05
+
+
+class _AsyncioCancel:
+    """Cancel ``task`` in ``delay`` seconds, then every ``delay`` seconds until it ends (rule 5)."""
+
+    __slots__ = ("_fired", "_handle", "_loop", "_period", "_task")
+
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, task: asyncio.Task[Any], delay: float
+    ) -> None:
+        self._loop = loop
+        self._task = task
+        self._period = max(delay, RECANCEL_MIN)
+        self._fired = False
+        self._handle: asyncio.Handle | None = (
+            loop.call_soon(self._fire) if delay <= 0 else loop.call_later(delay, self._fire)
+        )
+
+    def _fire(self) -> None:
+        task = self._task
+        if task.done():
+            self._handle = None
+            return
+        if self._fired:
+            # Still running a period after the last cancel: it was caught and
+            # the task went on (asyncio's cancellation is edge-triggered).
+            logger.warning(
+                "ASGI app task %s kept running after it was cancelled; cancelling it again",
+                task.get_name(),
+            )
+        self._fired = True
+        task.cancel()
+        self._handle = self._loop.call_later(self._period, self._fire)
+
+    def cancel(self) -> None:
+        """Disarm: the task ended, or finished its response in time."""
+        handle, self._handle = self._handle, None
+        if handle is not None:
+            handle.cancel()
+
+
 def _asyncio_cancel_later(
     loop: asyncio.AbstractEventLoop, task: asyncio.Task[Any], delay: float
 ) -> Disarm:
-    if delay <= 0:
-        return loop.call_soon(task.cancel)
-    return loop.call_later(delay, task.cancel)
+    return _AsyncioCancel(loop, task, delay)
 
 
 def _key(

@@ -694,6 +694,14 @@ def test_non_none_return_is_logged(backend: Backend, caplog: pytest.LogCaptureFi
 # --------------------------------------------------------------- disconnect (D7)
 
 
+def read_first_then_leave(adapter: AsgiToWsgi, first: bytes = b"first") -> None:
+    """Serve one request, read its first chunk, then close the iterable: the client left (D7)."""
+    result = Result()
+    iterable = validator(wsgi(adapter))(make_environ(), result.start_response)
+    assert next(iter(iterable)) == first
+    iterable.close()  # type: ignore[attr-defined]
+
+
 def test_early_close_is_a_disconnect(backend: Backend) -> None:
     # D7: receive() -> http.disconnect, send() raises ClientDisconnected (an OSError).
     seen: list[Any] = []
@@ -717,11 +725,7 @@ def test_early_close_is_a_disconnect(backend: Backend) -> None:
         finally:
             finished.set()
 
-    adapter = AsgiToWsgi(app, lifespan="off", backend=backend, send_buffer=0)
-    result = Result()
-    iterable = validator(wsgi(adapter))(make_environ(), result.start_response)
-    assert next(iter(iterable)) == b"t"
-    iterable.close()  # type: ignore[attr-defined]
+    read_first_then_leave(AsgiToWsgi(app, lifespan="off", backend=backend, send_buffer=0), b"t")
     assert finished.wait(WAIT)
     assert "http.disconnect" in seen
     assert any(isinstance(item, ClientDisconnected) for item in seen)
@@ -740,12 +744,36 @@ def test_app_ignoring_disconnect_is_cancelled_after_grace(backend: Backend) -> N
             cancelled.set()
             raise
 
-    adapter = AsgiToWsgi(app, lifespan="off", backend=backend, disconnect_grace=0)
-    result = Result()
-    iterable = validator(wsgi(adapter))(make_environ(), result.start_response)
-    assert next(iter(iterable)) == b"first"
-    iterable.close()  # type: ignore[attr-defined]
+    read_first_then_leave(AsgiToWsgi(app, lifespan="off", backend=backend, disconnect_grace=0))
     assert cancelled.wait(WAIT)
+
+
+def test_app_swallowing_its_cancellation_is_cancelled_again(
+    backend: Backend, caplog: pytest.LogCaptureFixture
+) -> None:
+    # D7 on asyncio, where a task may catch CancelledError and run on: the
+    # cancel is repeated (and logged) until the app ends. trio's cancellation
+    # is level-triggered: the second sleep is cancelled at once.
+    caught = threading.Event()
+    ended = threading.Event()
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": TEXT})
+        await send({"type": "http.response.body", "body": b"first", "more_body": True})
+        try:
+            try:
+                await anyio.sleep_forever()
+            except anyio.get_cancelled_exc_class():
+                caught.set()  # swallowed: a misbehaving app goes on
+            await anyio.sleep_forever()
+        finally:
+            ended.set()
+
+    read_first_then_leave(AsgiToWsgi(app, lifespan="off", backend=backend, disconnect_grace=0))
+    assert caught.wait(WAIT)
+    assert ended.wait(WAIT)
+    if backend == "asyncio":
+        assert "kept running after it was cancelled" in caplog.text
 
 
 # --------------------------------------------------------------- ASGI 2 and 3 (F)
