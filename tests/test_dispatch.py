@@ -12,6 +12,7 @@ import pytest
 from bridge import Dispatcher, LifespanManager, LifespanStartupFailed, Mount
 from bridge.types import Message, Receive, Scope, Send
 from compat_suite.servers import serve
+from tests.scopes import http_scope
 
 pytestmark = pytest.mark.anyio
 
@@ -229,8 +230,7 @@ async def test_dispatch_fallthrough_message_by_message() -> None:
     async def send(message: Message) -> None:
         sent.append(message)
 
-    scope: Scope = {"type": "http", "method": "POST", "path": "/api/x", "headers": []}
-    await dispatcher(scope, receive, send)
+    await dispatcher(http_scope(method="POST", path="/api/x", headers=[]), receive, send)
     assert [m["body"] for m in seen] == [b"a", b"b", b"c"]
     assert [m["more_body"] for m in seen] == [True, True, False]
     assert [m["type"] for m in sent] == ["http.response.start", "http.response.body"]

@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 
 from bridge import AsgiToWsgi, WsgiToAsgi
 from bridge.types import Environ, Message, Receive, Scope, Send, StartResponse
+from tests.scopes import http_scope
 
 BACKENDS = ["asyncio", "trio"]
 _SETTINGS = settings(
@@ -242,20 +243,15 @@ def test_asgi_app_round_trip(backend: str, case: Request) -> None:
     headers += [(n.encode(), v.encode()) for n, v in zip(case.names, case.values, strict=False)]
     if case.body:
         headers.append((b"content-length", str(len(case.body)).encode()))
-    scope: Scope = {
-        "type": "http",
-        "asgi": {"version": "3.0", "spec_version": "2.4"},
-        "http_version": "1.1",
-        "method": case.method,
-        "scheme": "http",
-        "path": case.path,
-        "raw_path": None,
-        "root_path": "",
-        "query_string": case.query.encode("latin-1"),
-        "headers": headers,
-        "client": ["127.0.0.1", 50000],
-        "server": ["testserver", 80],
-    }
+    scope = http_scope(
+        method=case.method,
+        path=case.path,
+        raw_path=None,
+        query_string=case.query.encode("latin-1"),
+        headers=headers,
+        client=["127.0.0.1", 50000],
+        server=["testserver", 80],
+    )
     inner = AsgiToWsgi(_asgi_app, backend=backend, lifespan="off")  # type: ignore[arg-type]
     bridged = WsgiToAsgi(inner)
 
