@@ -41,23 +41,36 @@ _QUICK = {"rounds": 1, "duration": 1, "inproc_duration": 0.05}
 _FULL = {"rounds": 3, "duration": 5, "inproc_duration": 1.0}
 
 
-def _add_bench_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--quick",
-        action="store_true",
-        help="smoke run: 1 round, 1 s per e2e cell, 0.05 s in process",
-    )
+def _add_only_argument(
+    parser: argparse.ArgumentParser, scopes: str = "", servers: str = ""
+) -> None:
+    """``--only``, parsed by :class:`compat_suite.bench.Selection`, with the names it takes."""
     parser.add_argument(
         "--only",
         action="append",
         default=[],
         metavar="NAMES",
         help=(
-            "measure only matching cells; comma-separated, repeatable. Names: in-process, e2e, "
+            f"measure only matching cells; comma-separated, repeatable. Names: {scopes}"
             "wsgi-in-asgi, asgi-in-wsgi, a workload (hello, flask, download-1m, upload-1m, "
-            "stream-down-4k, stream-up-4k), an adapter (bridge, bridge-thread, bridge-greenlet, "
-            "a2wsgi, asgiref, native) or a server (uvicorn, granian-asgi, granian-wsgi, "
-            "gunicorn-gthread, gunicorn-sync). Same kind: or; different kinds: and"
+            "stream-down-4k, stream-up-4k), an adapter (bridge, bridge-thread, "
+            f"bridge-greenlet, a2wsgi, asgiref, native){servers}. Same kind: or; "
+            "different kinds: and"
+        ),
+    )
+
+
+def _add_bench_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke run: 1 round, 1 s per e2e cell, 0.05 s in process",
+    )
+    _add_only_argument(
+        parser,
+        scopes="in-process, e2e, ",
+        servers=(
+            " or a server (uvicorn, granian-asgi, granian-wsgi, gunicorn-gthread, gunicorn-sync)"
         ),
     )
     parser.add_argument("--rounds", type=int, help="interleaved rounds (default 3; quick 1)")
@@ -112,6 +125,58 @@ def _run_bench(options: argparse.Namespace) -> int:
     print(report)
     if options.output is not None:
         options.output.write_text(report + "\n", encoding="utf-8")
+    return 0
+
+
+# --------------------------------------------------------------------------- instructions
+
+
+def _add_instructions_arguments(parser: argparse.ArgumentParser) -> None:
+    _add_only_argument(parser)
+    parser.add_argument(
+        "--small", type=int, default=640, help="requests in the small run (default 640)"
+    )
+    parser.add_argument(
+        "--large", type=int, default=3840, help="requests in the large run (default 3840)"
+    )
+
+
+def _run_instructions(options: argparse.Namespace) -> int:
+    from compat_suite.bench import Selection, UnknownFilter
+    from compat_suite.bench.instructions import (
+        InstructionCountError,
+        check_counts,
+        counted_cells,
+        measure_cell,
+        render_table,
+        valgrind_path,
+    )
+
+    try:
+        check_counts(options.small, options.large)
+        cells = counted_cells(Selection.parse(options.only))
+    except (ValueError, UnknownFilter) as exc:
+        print(f"instructions: {exc}", file=sys.stderr)
+        return 2
+    if not cells:
+        print("instructions: the --only filters select no in-process cell", file=sys.stderr)
+        return 2
+    valgrind = valgrind_path()
+    if valgrind is None:
+        print("instructions: valgrind is not on PATH (it counts the instructions)", file=sys.stderr)
+        return 2
+    rows = []
+    for cell in cells:
+        try:
+            per_request = measure_cell(cell, options.small, options.large, valgrind=valgrind)
+        except InstructionCountError as exc:
+            print(f"instructions: {exc}", file=sys.stderr)
+            return 2
+        rows.append((cell, per_request))
+        # A cell takes from seconds to minutes under callgrind: say where the run is.
+        where = f"{cell.direction} {cell.workload.name} {cell.adapter}"
+        print(f"instructions: {where}: {per_request:,.0f}", file=sys.stderr, flush=True)
+    print(render_table(rows, options.small, options.large))
     return 0
 
 
@@ -199,6 +264,12 @@ COMMANDS: tuple[Command, ...] = (
         "side-by-side benchmark of bridge, a2wsgi, asgiref and the native apps",
         _add_bench_arguments,
         _run_bench,
+    ),
+    Command(
+        "instructions",
+        "marginal CPU instructions per request, counted by callgrind, in process",
+        _add_instructions_arguments,
+        _run_instructions,
     ),
     Command(
         "matrix",

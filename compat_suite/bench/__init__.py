@@ -7,7 +7,9 @@
 - :mod:`~compat_suite.bench.inprocess`: the no-socket drivers;
 - :mod:`~compat_suite.bench.wrk`: the end-to-end load generator;
 - :mod:`~compat_suite.bench.runner`: interleaved rounds over real servers;
-- :mod:`~compat_suite.bench.report`: medians, ratios and the Markdown tables.
+- :mod:`~compat_suite.bench.report`: medians, ratios and the Markdown tables;
+- :mod:`~compat_suite.bench.instructions`: instructions per request, counted by
+  callgrind (``python -m compat_suite instructions``).
 
 Performance is reported, never asserted: nothing here fails on a slow number.
 """

@@ -20,7 +20,7 @@ from compat_suite.bench.runner import CellResult, RunOptions
 from compat_suite.bench.workloads import ASGI_IN_WSGI, WORKLOADS, WSGI_IN_ASGI
 from compat_suite.bench.wrk import wrk_version
 
-__all__ = ["TARGETS", "machine_lines", "render_markdown"]
+__all__ = ["TARGETS", "machine_lines", "markdown_table", "render_markdown"]
 
 Key = tuple[str, str, str, str, str]
 _MIB = 1024 * 1024
@@ -134,7 +134,12 @@ def _numbers(result: CellResult, *, micros: bool) -> list[str]:
     return numbers
 
 
-def _table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
+def markdown_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
+    """The lines of a Markdown table.
+
+    :param header: the column titles.
+    :param rows: the cells, one sequence per row, as long as ``header``.
+    """
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return lines
@@ -181,7 +186,7 @@ def _target_lines(index: dict[Key, CellResult]) -> list[str]:
                 else f"{row.status} / {reference.status}"
             )
         rows.append([label, _ratio(row, reference), detail])
-    return _table(["Comparison", "Ratio", "Medians"], rows)
+    return markdown_table(["Comparison", "Ratio", "Medians"], rows)
 
 
 def _short(result: CellResult) -> str:
@@ -213,7 +218,7 @@ def _stream_lines(
                 _ratio(result, reference),
             ]
         )
-    return _table(
+    return markdown_table(
         ["Scope", "Direction", "Setting", "Workload", "Adapter", "MiB/s", "a2wsgi MiB/s", "Ratio"],
         rows,
     )
@@ -256,14 +261,15 @@ def render_markdown(
     if in_process:
         header = ["Direction", "Mode", "Workload", "Adapter", "µs/req", "req/s", "MiB/s"]
         rows = _result_rows(in_process, index, options)
-        lines += ["### In process (no sockets)", "", *_table(header + ratio_header, rows), ""]
+        table = markdown_table(header + ratio_header, rows)
+        lines += ["### In process (no sockets)", "", *table, ""]
     if end_to_end:
         header = ["Direction", "Server", "Workload", "Adapter", "req/s", "MiB/s"]
         rows = _result_rows(end_to_end, index, options)
         lines += [
             "### End to end (wrk, one server worker)",
             "",
-            *_table([*header, *ratio_header, "errors"], rows),
+            *markdown_table([*header, *ratio_header, "errors"], rows),
             "",
         ]
     problems = [r for r in results if not r.ok]
