@@ -92,14 +92,14 @@ async def test_a_blocked_worker_resumes_once_half_the_limit_is_free() -> None:
 
     async with anyio.create_task_group() as group:
         group.start_soon(anyio.to_thread.run_sync, worker)
-        sent = 0
-        while sent < 8:
+        # Take both chunks before reporting anything sent: the second put has
+        # then found 8 bytes pending, over the limit, so the worker waits.
+        taken: list[bytes] = []
+        while len(taken) < 2:
             batch, _ = await outbox.take()
-            for chunk in batch:
-                assert isinstance(chunk, bytes)
-                for _ in range(len(chunk)):  # report the bytes sent one by one
-                    outbox.sent(1)
-                    sent += 1
+            taken += [chunk for chunk in batch if isinstance(chunk, bytes)]
+        for _ in range(sum(map(len, taken))):  # report the bytes sent one by one
+            outbox.sent(1)
         with anyio.fail_after(10):
             await outbox.wait_done()
     assert pending_at_return[0] <= 2
