@@ -151,13 +151,14 @@ class _Exchange(ResponseState):
         if self.outbox is not None:
             self.outbox.abort(self.abort_reason)
 
-    def guard(self, scope: anyio.CancelScope | None) -> None:
-        """Make :meth:`abort` cancel ``scope`` too (``None``: no longer).
+    def guarded(self) -> _Guarded:
+        """``with exchange.guarded():`` a cancel scope over the block that :meth:`abort` cancels.
 
-        The greenlet executor's crossings skip their own scope; while the
-        disconnect watcher runs, one scope covers them all.
+        The executors' crossings skip their own scope; while the disconnect
+        watcher runs, one scope covers them all. A cancelled block ends
+        quietly: the code after the ``with`` then runs.
         """
-        self._scope = scope
+        return _Guarded(self)
 
     def can_watch(self) -> bool:
         """Whether to start the disconnect watcher now (a streamed response in progress).
@@ -276,6 +277,24 @@ def _close_result(exchange: _Exchange) -> None:
     close = getattr(exchange.result, "close", None)
     if close is not None:
         close()
+
+
+class _Guarded:
+    """What :meth:`_Exchange.guarded` returns (a class: its ``__exit__`` may swallow)."""
+
+    __slots__ = ("_exchange", "_scope")
+
+    def __init__(self, exchange: _Exchange) -> None:
+        self._exchange = exchange
+        self._scope = anyio.CancelScope()
+
+    def __enter__(self) -> None:
+        self._scope.__enter__()
+        self._exchange._scope = self._scope
+
+    def __exit__(self, *exc_info: Any) -> bool:
+        self._exchange._scope = None
+        return bool(self._scope.__exit__(*exc_info))
 
 
 def _check_started(exchange: _Exchange) -> None:

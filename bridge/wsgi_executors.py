@@ -288,13 +288,9 @@ class ThreadExecutor:
         it, so a ``send()`` that never returns once the client has gone (a
         server that only notices later) does not keep the request waiting.
         """
-        with anyio.CancelScope() as scope:
-            exchange.guard(scope)
-            try:
-                await self._drain(exchange, outbox, bound, True)
-                return
-            finally:
-                exchange.guard(None)
+        with exchange.guarded():
+            await self._drain(exchange, outbox, bound, True)
+            return
         # abort() cancelled the phase: the worker was told too (its next put
         # raises) and runs close(); wait until it has returned.
         await outbox.wait_done()

@@ -161,16 +161,12 @@ class GreenletExecutor:
         checkpoint = current_checkpoint()
         # One cancel scope for the whole phase, which abort() cancels, rather
         # than one per crossing: a scope costs more than the rest of a crossing.
-        with anyio.CancelScope() as scope:
-            exchange.guard(scope)
-            try:
-                while value is not _ENDED:
-                    value = await _cross(runner, value, exchange)
-                    if value is not _ENDED:
-                        await checkpoint()  # let the loop and the watcher run (rule 4)
-                return _outcome(runner)
-            finally:
-                exchange.guard(None)
+        with exchange.guarded():
+            while value is not _ENDED:
+                value = await _cross(runner, value, exchange)
+                if value is not _ENDED:
+                    await checkpoint()  # let the loop and the watcher run (rule 4)
+            return _outcome(runner)
         # abort() cancelled the phase: the crossing the job waits for fails,
         # and so does every later one (abort_reason is set), until it ends.
         reason = exchange.abort_reason or "the request was aborted"
