@@ -115,12 +115,8 @@ class _Exchange(ResponseState):
         """Run ``await fn(*args)`` for the sync side, inside a scope :meth:`abort` cancels."""
         if self.abort_reason is not None:
             raise ClientDisconnected(self.abort_reason)
-        with anyio.CancelScope() as scope:
-            self._scope = scope
-            try:
-                return await self.direct_crossing(fn, *args)
-            finally:
-                self._scope = None
+        with self.guarded():
+            return await self.direct_crossing(fn, *args)
         raise ClientDisconnected(self.abort_reason or "the request was aborted")
 
     async def direct_crossing(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
