@@ -22,6 +22,8 @@ import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from typing import IO, Any
 
+from bridge.memory_input import MemoryInput
+
 __all__ = ["ErrorStream", "FileWrapper", "RequestBody", "StreamingInput"]
 
 #: Default in-memory threshold of a pre-read request body (1 MiB).
@@ -53,7 +55,7 @@ class RequestBody:
         self._pending = 0
         self._batch = max(threshold, _MIN_SPILL_BATCH)
         self._file: IO[bytes] | None = None
-        self._stream: IO[bytes] | None = None
+        self._stream: MemoryInput | IO[bytes] | None = None
 
     @property
     def spilled(self) -> bool:
@@ -80,7 +82,7 @@ class RequestBody:
         self._chunks.clear()
         self._pending = 0
 
-    def finish(self) -> IO[bytes]:
+    def finish(self) -> MemoryInput | IO[bytes]:
         """Return the body as a readable binary stream positioned at 0.
 
         Call :meth:`spill` first if :meth:`needs_spill` says so.
@@ -89,9 +91,9 @@ class RequestBody:
             self._file.seek(0)
             self._stream = self._file
         else:
-            # io.BytesIO has every method PEP 3333 asks of wsgi.input, in C.
-            chunks = self._chunks
-            self._stream = io.BytesIO(chunks[0] if len(chunks) == 1 else b"".join(chunks))
+            # The chunks as they arrived, not joined: a join would copy the
+            # whole body once more (bridge.memory_input says why that costs).
+            self._stream = MemoryInput(self._chunks)
             self._chunks = []
         return self._stream
 

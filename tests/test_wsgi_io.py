@@ -11,6 +11,7 @@ from typing import IO, Any
 import pytest
 
 from bridge.errors import ClientDisconnected
+from bridge.memory_input import MemoryInput
 from bridge.wsgi_io import ErrorStream, FileWrapper, RequestBody, StreamingInput
 
 BODY = b"line one\nline two\n\nlast line without newline"
@@ -32,7 +33,7 @@ def streaming(chunks: list[bytes], *, disconnect: bool = False) -> StreamingInpu
     return StreamingInput(pull)
 
 
-def in_memory(chunks: list[bytes]) -> IO[bytes]:
+def in_memory(chunks: list[bytes]) -> MemoryInput | IO[bytes]:
     body = RequestBody()
     for chunk in chunks:
         body.append(chunk)
@@ -42,7 +43,7 @@ def in_memory(chunks: list[bytes]) -> IO[bytes]:
 _OPEN: list[RequestBody] = []
 
 
-def spilled(chunks: list[bytes]) -> IO[bytes]:
+def spilled(chunks: list[bytes]) -> MemoryInput | IO[bytes]:
     body = RequestBody(threshold=0)
     _OPEN.append(body)
     for chunk in chunks:
@@ -160,8 +161,10 @@ def test_request_body_spills_and_cleans_up(tmp_path: Path, monkeypatch: pytest.M
 def test_request_body_in_memory() -> None:
     body = RequestBody()
     assert not body.append(b"abc")
+    assert not body.append(b"def")
     stream = body.finish()
-    assert isinstance(stream, io.BytesIO)
+    assert isinstance(stream, MemoryInput)
+    assert stream.read() == b"abcdef"
     body.close()
     assert stream.closed
     empty = RequestBody()

@@ -58,7 +58,18 @@ def pid(request: HttpRequest) -> HttpResponse:
 
 
 def form_echo(request: HttpRequest) -> HttpResponse:
-    return JsonResponse({"form": {k: request.POST.getlist(k) for k in request.POST}})
+    # Each uploaded file as [file name, size, sha256]: Django's multipart
+    # parser reads wsgi.input through read() and readline().
+    files = {
+        name: [[f.name, *_digest(f.read())] for f in request.FILES.getlist(name)]
+        for name in request.FILES
+    }
+    form = {k: request.POST.getlist(k) for k in request.POST}
+    return JsonResponse({"form": form, "files": files})
+
+
+def _digest(data: bytes) -> tuple[int, str]:
+    return len(data), hashlib.sha256(data).hexdigest()
 
 
 def json_echo(request: HttpRequest) -> HttpResponse:

@@ -33,7 +33,17 @@ def pid() -> Response:
 
 @app.post("/form")
 def form_echo() -> Response:
-    return jsonify(form=request.form.to_dict(flat=False))
+    # Each uploaded file as [file name, size, sha256]: Werkzeug's multipart
+    # parser reads wsgi.input through readinto().
+    files = {
+        name: [[f.filename, *_digest(f.read())] for f in request.files.getlist(name)]
+        for name in request.files
+    }
+    return jsonify(form=request.form.to_dict(flat=False), files=files)
+
+
+def _digest(data: bytes) -> tuple[int, str]:
+    return len(data), hashlib.sha256(data).hexdigest()
 
 
 @app.post("/json")
