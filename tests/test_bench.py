@@ -149,3 +149,29 @@ def test_bench_command_writes_markdown(tmp_path: Path, capsys: pytest.CaptureFix
 def test_bench_command_rejects_a_bad_filter(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["bench", "--only", "nope"]) == 2
     assert "nope" in capsys.readouterr().err
+
+
+def test_the_stream_table_names_goals_the_native_app_misses() -> None:
+    def result(setting: str, name: str, adapter: str, rps: float) -> CellResult:
+        return CellResult(Cell(E2E, WSGI_IN_ASGI, setting, workload(name), adapter), rps=[rps])
+
+    results = [
+        result("uvicorn", "download-1m", "bridge-thread", 300.0),
+        result("uvicorn", "download-1m", "a2wsgi", 100.0),
+        result("uvicorn", "download-1m", "native", 500.0),
+        result("uvicorn", "stream-up-4k", "bridge-thread", 250.0),
+        result("uvicorn", "stream-up-4k", "a2wsgi", 100.0),
+        result("uvicorn", "stream-up-4k", "native", 300.0),
+        result("granian-asgi", "stream-up-4k", "bridge-greenlet", 250.0),
+        result("granian-asgi", "stream-up-4k", "a2wsgi", 100.0),
+        result("granian-asgi", "stream-up-4k", "native", 900.0),
+    ]
+    report = render_markdown(results, _TINY, "python -m compat_suite bench (test)")
+    streams = report.split("### Streams vs a2wsgi", 1)[1].split("###", 1)[0]
+    assert "| download-1m | bridge-thread | 300.0 | 100.0 | 3.00× | 2× | 5.00× | met |" in streams
+    assert (
+        "| stream-up-4k | bridge-thread | 250.0 | 100.0 | 2.50× | 4× | 3.00× "
+        "| not met; the native app misses it too |"
+    ) in streams
+    greenlet = "| stream-up-4k | bridge-greenlet | 250.0 | 100.0 | 2.50× | 4× | 9.00× | not met |"
+    assert greenlet in streams
