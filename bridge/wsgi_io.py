@@ -65,6 +65,11 @@ class RequestBody:
     def append(self, chunk: bytes) -> bool:
         """Add a chunk; return whether :meth:`spill` should now run in a worker thread."""
         if chunk:
+            if type(chunk) is not bytes:
+                # ASGI www §Request: body is bytes. A server that sends a
+                # bytearray or memoryview must not make read() return one
+                # (PEP 3333: bytes), nor see it change afterwards.
+                chunk = bytes(chunk)
             self._chunks.append(chunk)
             self.size += len(chunk)
             self._pending += len(chunk)

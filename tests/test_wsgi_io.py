@@ -171,6 +171,20 @@ def test_request_body_in_memory() -> None:
     assert empty.finish().read() == b""
 
 
+def test_request_body_reads_bytes_whatever_buffer_the_server_sent() -> None:
+    body = RequestBody()
+    sent = bytearray(b"ab")
+    body.append(sent)  # type: ignore[arg-type]
+    body.append(memoryview(b"cd"))  # type: ignore[arg-type]
+    sent[:] = b"xx"  # the server reuses its buffer
+    stream = body.finish()
+    first, second = stream.read(2), stream.read(2)
+    assert (first, second) == (b"ab", b"cd")
+    assert type(first) is bytes
+    assert type(second) is bytes
+    body.close()
+
+
 def test_error_stream_logs(caplog: pytest.LogCaptureFixture) -> None:  # A23
     stream = ErrorStream()
     with caplog.at_level(logging.ERROR, logger="bridge.wsgi.errors"):
