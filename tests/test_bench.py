@@ -7,16 +7,18 @@ why. Numbers from these runs mean nothing.
 
 from __future__ import annotations
 
+import os
+import signal
 from pathlib import Path
 
 import pytest
 
-from compat_suite import bench_apps
+from compat_suite import bench_apps, servers
 from compat_suite.__main__ import main
 from compat_suite.bench import CellResult, RunOptions, Selection, UnknownFilter, plan_cells
 from compat_suite.bench.plan import E2E, FLASK_NATIVE_SERVER, Cell
 from compat_suite.bench.report import TARGETS, render_markdown
-from compat_suite.bench.runner import run_cells
+from compat_suite.bench.runner import _e2e_cell, run_cells
 from compat_suite.bench.workloads import ASGI_IN_WSGI, WORKLOADS, WSGI_IN_ASGI, workload
 from compat_suite.bench.wrk import parse_wrk_output, wrk_path
 
@@ -175,3 +177,21 @@ def test_the_stream_table_names_goals_the_native_app_misses() -> None:
     ) in streams
     greenlet = "| stream-up-4k | bridge-greenlet | 250.0 | 100.0 | 2.50× | 4× | 9.00× | not met |"
     assert greenlet in streams
+
+
+def test_a_cell_whose_server_died_keeps_the_whole_server_log() -> None:
+    cell = Cell(E2E, WSGI_IN_ASGI, "uvicorn", workload("hello"), "bridge-thread")
+    result = CellResult(cell)
+    with servers.serve(
+        "uvicorn", "compat_suite.bench_apps:asgi_served", env={bench_apps.ADAPTER_ENV: cell.adapter}
+    ) as server:
+        os.kill(server.pid, signal.SIGKILL)
+        os.waitpid(server.pid, 0)
+        _e2e_cell(cell, server, result, _TINY)
+        assert result.status == "failed"
+        kept = Path(result.reason.split("whole log: ", 1)[1].split(";", 1)[0])
+    try:
+        assert "ConnectionRefusedError" in result.reason
+        assert "Uvicorn running" in kept.read_text(encoding="utf-8")
+    finally:
+        kept.unlink()

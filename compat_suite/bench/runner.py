@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import os
 import statistics
 import sys
+import tempfile
 import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,6 +36,8 @@ __all__ = ["CellResult", "RunOptions", "run_cells"]
 
 _UNAVAILABLE = "unavailable"
 _FAILED = "failed"
+# How much of a failed server's log is kept (the end of it).
+_KEPT_LOG_LIMIT = 200_000
 
 
 @dataclass(frozen=True)
@@ -267,15 +271,30 @@ def _e2e_cell(
             threads=options.wrk_threads,
         )
     except (BadResponse, WrkError, OSError, http.client.HTTPException) as exc:
-        log = _one_line(server.log_text(2000))
-        result.mark(_FAILED, f"{type(exc).__name__}: {_one_line(str(exc))} (server log: {log})")
+        log = _kept_log(cell, server)
+        result.mark(_FAILED, f"{type(exc).__name__}: {_one_line(str(exc))} ({log})")
         return
     result.errors += measured.errors
     if measured.requests_per_second <= 0:
-        log = _one_line(server.log_text(2000))
-        result.mark(_FAILED, f"wrk completed no request in {options.duration} s (log: {log})")
+        log = _kept_log(cell, server)
+        result.mark(_FAILED, f"wrk completed no request in {options.duration} s ({log})")
         return
     result.rps.append(measured.requests_per_second)
+
+
+def _kept_log(cell: Cell, server: servers.RunningServer) -> str:
+    """The server log's last line, and a copy of the whole log that outlives the server.
+
+    A server that died (a worker crash makes granian stop) deletes its log when
+    it is stopped; its last line alone rarely says why.
+    """
+    text = server.log_text(_KEPT_LOG_LIMIT)
+    name = "-".join((cell.direction, cell.setting, cell.workload.name, cell.adapter))
+    fd, path = tempfile.mkstemp(prefix=f"bridge-bench-{name}-", suffix=".log")
+    with os.fdopen(fd, "w", encoding="utf-8") as copy:
+        copy.write(text)
+    # The path first: a long reason is cut at its end.
+    return f"whole log: {path}; server log: {_one_line(text[-2000:])}"
 
 
 # --------------------------------------------------------------------------- both
