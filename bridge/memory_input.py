@@ -22,12 +22,30 @@ Rules:
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
 
-__all__ = ["MemoryInput"]
+__all__ = ["MemoryInput", "read_lines"]
+
+
+def read_lines(readline: Callable[[], bytes], hint: int | None) -> list[bytes]:
+    """``readlines(hint)`` for a stream: lines from ``readline()`` until ``b""``.
+
+    Stops once the lines total at least ``hint`` bytes (when ``hint`` > 0), as
+    ``io.BytesIO`` does; ``io.IOBase`` goes on until the total exceeds it.
+    Every ``wsgi.input`` of ours follows ``BytesIO``, the stream apps had.
+    """
+    lines: list[bytes] = []
+    total = 0
+    while line := readline():
+        lines.append(line)
+        total += len(line)
+        if hint is not None and 0 < hint <= total:
+            break
+    return lines
 
 
 class MemoryInput(io.BufferedIOBase):
@@ -150,19 +168,8 @@ class MemoryInput(io.BufferedIOBase):
         return self.read(length)
 
     def readlines(self, hint: int | None = -1, /) -> list[bytes]:
-        """Read lines to the end, or until they total at least ``hint`` bytes.
-
-        ``io.BytesIO`` stops once the total reaches ``hint``; ``io.IOBase``
-        only once it exceeds it. The stream this replaces was a ``BytesIO``.
-        """
-        lines: list[bytes] = []
-        total = 0
-        while line := self.readline():
-            lines.append(line)
-            total += len(line)
-            if hint is not None and 0 < hint <= total:
-                break
-        return lines
+        """Read lines to the end, or until they total at least ``hint`` bytes."""
+        return read_lines(self.readline, hint)
 
     def seek(self, offset: int, whence: int = io.SEEK_SET, /) -> int:
         """Move to ``offset`` from the start, the current position or the end; return it.

@@ -22,7 +22,7 @@ import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from typing import IO, Any
 
-from bridge.memory_input import MemoryInput
+from bridge.memory_input import MemoryInput, read_lines
 
 __all__ = ["ErrorStream", "FileWrapper", "RequestBody", "StreamingInput"]
 
@@ -195,16 +195,7 @@ class StreamingInput:
 
     def readlines(self, hint: int | None = -1, /) -> list[bytes]:
         """Read lines until EOF, or until they total at least ``hint`` bytes."""
-        lines: list[bytes] = []
-        total = 0
-        while True:
-            line = self.readline()
-            if not line:
-                return lines
-            lines.append(line)
-            total += len(line)
-            if hint is not None and 0 < hint <= total:
-                return lines
+        return read_lines(self.readline, hint)
 
     def __iter__(self) -> Iterator[bytes]:
         return self
