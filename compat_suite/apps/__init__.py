@@ -11,8 +11,16 @@ All of them answer ``GET /pid`` with the serving process's id, which the memory
 checks use to find the worker.
 """
 
+import hashlib
+
 #: Chunk size of the streamed downloads and of the upload readers.
 CHUNK_SIZE = 64 * 1024
+
+
+def size_and_digest(data: bytes) -> tuple[int, str]:
+    """``(len(data), sha256 hex digest)``: how the /form endpoints report an uploaded file."""
+    return len(data), hashlib.sha256(data).hexdigest()
+
 
 #: The adapted app of each module, by short name, as servers take it ("module:attr").
 #: flask, django and hello-wsgi run on ASGI servers; fastapi and hello-asgi on WSGI ones.

@@ -45,7 +45,7 @@ from django.http import (  # type: ignore[import-untyped]  # noqa: E402
 from django.urls import path  # type: ignore[import-untyped]  # noqa: E402
 
 from compat_suite.adapters import wsgi_to_asgi  # noqa: E402
-from compat_suite.apps import CHUNK_SIZE  # noqa: E402
+from compat_suite.apps import CHUNK_SIZE, size_and_digest  # noqa: E402
 from compat_suite.gate import wait_for_gate  # noqa: E402
 
 
@@ -61,15 +61,11 @@ def form_echo(request: HttpRequest) -> HttpResponse:
     # Each uploaded file as [file name, size, sha256]: Django's multipart
     # parser reads wsgi.input through read() and readline().
     files = {
-        name: [[f.name, *_digest(f.read())] for f in request.FILES.getlist(name)]
+        name: [[f.name, *size_and_digest(f.read())] for f in request.FILES.getlist(name)]
         for name in request.FILES
     }
     form = {k: request.POST.getlist(k) for k in request.POST}
     return JsonResponse({"form": form, "files": files})
-
-
-def _digest(data: bytes) -> tuple[int, str]:
-    return len(data), hashlib.sha256(data).hexdigest()
 
 
 def json_echo(request: HttpRequest) -> HttpResponse:

@@ -14,7 +14,7 @@ from flask import Flask, Response, jsonify, redirect, request, stream_with_conte
 from werkzeug.wrappers import Response as WerkzeugResponse
 
 from compat_suite.adapters import wsgi_to_asgi
-from compat_suite.apps import CHUNK_SIZE
+from compat_suite.apps import CHUNK_SIZE, size_and_digest
 from compat_suite.gate import wait_for_gate
 
 app = Flask(__name__)
@@ -36,14 +36,10 @@ def form_echo() -> Response:
     # Each uploaded file as [file name, size, sha256]: Werkzeug's multipart
     # parser reads wsgi.input through readinto().
     files = {
-        name: [[f.filename, *_digest(f.read())] for f in request.files.getlist(name)]
+        name: [[f.filename, *size_and_digest(f.read())] for f in request.files.getlist(name)]
         for name in request.files
     }
     return jsonify(form=request.form.to_dict(flat=False), files=files)
-
-
-def _digest(data: bytes) -> tuple[int, str]:
-    return len(data), hashlib.sha256(data).hexdigest()
 
 
 @app.post("/json")
