@@ -59,7 +59,7 @@ def pid(request: HttpRequest) -> HttpResponse:
 
 def form_echo(request: HttpRequest) -> HttpResponse:
     # Each uploaded file as [file name, size, sha256]: Django's multipart
-    # parser reads wsgi.input through read() and readline().
+    # parser reads wsgi.input through read(), in 64 KiB pieces.
     files = {
         name: [[f.name, *size_and_digest(f.read())] for f in request.FILES.getlist(name)]
         for name in request.FILES

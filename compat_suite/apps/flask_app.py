@@ -34,7 +34,8 @@ def pid() -> Response:
 @app.post("/form")
 def form_echo() -> Response:
     # Each uploaded file as [file name, size, sha256]: Werkzeug's multipart
-    # parser reads wsgi.input through readinto().
+    # parser reads wsgi.input itself through read() (wsgi.input_terminated
+    # spares it Werkzeug's LimitedStream, which would use readinto()).
     files = {
         name: [[f.filename, *size_and_digest(f.read())] for f in request.files.getlist(name)]
         for name in request.files
