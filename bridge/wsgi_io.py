@@ -10,6 +10,10 @@ Rules:
    (PEP 3333 §Input and Error Streams).
 3. A body that ends early (``http.disconnect`` mid-body) raises
    :class:`~bridge.errors.ClientDisconnected`, an ``OSError``, from ``read``.
+4. A request frees what it made by reference counting alone. The adapter's
+   ``pull`` is a method of the request's exchange, which holds the environ,
+   which holds the stream: :meth:`StreamingInput.detach` breaks that cycle
+   when the request ends, so the cycle collector never has to.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from typing import IO, Any
 
+from bridge.errors import ClientDisconnected
 from bridge.memory_input import MemoryInput, read_lines
 
 __all__ = ["ErrorStream", "FileWrapper", "RequestBody", "StreamingInput"]
@@ -111,6 +116,10 @@ class RequestBody:
             self._stream.close()
 
 
+def _request_over() -> tuple[bytes, bool]:
+    raise ClientDisconnected("the request is over: its body can no longer be read")
+
+
 class StreamingInput:
     """A lazy ``wsgi.input``: bytes arrive from ``pull`` only when the app reads.
 
@@ -135,6 +144,14 @@ class StreamingInput:
     def at_eof(self) -> bool:
         """Whether the last chunk (``more_body=False``) has been received."""
         return self._eof
+
+    def detach(self) -> None:
+        """Let go of ``pull`` once the request is over (rule 4).
+
+        Bytes already received can still be read; a read that needs more
+        raises :class:`~bridge.errors.ClientDisconnected`.
+        """
+        self._pull = _request_over
 
     def _fill(self) -> None:
         if self._error is not None:

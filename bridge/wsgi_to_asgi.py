@@ -272,6 +272,8 @@ class WsgiToAsgi:
         finally:
             if body is not None:
                 body.close()
+            if exchange.input is not None:
+                exchange.input.detach()  # rule 4 of bridge.wsgi_io: no cycle left behind
 
     async def _read_body(self, body: RequestBody, receive: Receive, message: Message) -> bool:
         """Read the request body on the loop from ``message`` on (D3); False if the client left."""

@@ -138,6 +138,16 @@ def test_streaming_input_disconnect_raises_oserror_every_time() -> None:  # A22 
         stream.readline()
 
 
+def test_streaming_input_detached_keeps_what_it_has_and_pulls_no_more() -> None:
+    # Rule 4: once the request is over, the stream lets go of the exchange.
+    stream = streaming([b"ab", b"cd", b"ef"])
+    assert stream.read(1) == b"a"
+    stream.detach()
+    assert stream.read(1) == b"b"  # already received
+    with pytest.raises(ClientDisconnected, match="the request is over"):
+        stream.read(1)
+
+
 def test_request_body_spills_and_cleans_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
     body = RequestBody(threshold=10)
