@@ -30,6 +30,13 @@ Rules:
    departs from SPEC B10's one message per chunk on purpose (issue 4): the
    bytes, their order and the bound on memory are B10's; only the message
    boundaries differ. The greenlet executor keeps B10 to the letter.
+5. A queue's memory follows the bytes it holds, whatever the chunks: an app
+   that yields tiny chunks (a template rendered piece by piece, a token
+   stream) would otherwise queue up to ``limit`` objects of a few bytes,
+   each costing 40 bytes or more. Chunks under
+   :data:`~bridge.wsgi_io.SMALL_CHUNK` are gathered into pieces of that
+   size as they are put; :meth:`Outbox.take` takes a piece still being
+   gathered too, so nothing waits for more.
 """
 
 from __future__ import annotations
@@ -43,6 +50,7 @@ from typing import TypeAlias
 from bridge.errors import ClientDisconnected
 from bridge.types import Message
 from bridge.wakeup import CallSoon, NativeEvent
+from bridge.wsgi_io import SMALL_CHUNK
 
 __all__ = ["JOIN_BELOW", "Item", "Outbox", "coalesce"]
 
@@ -72,6 +80,7 @@ class Outbox:
         "_lock",
         "_new_event",
         "_pending",
+        "_small",
         "_waiter",
         "aborted",
         "done",
@@ -89,6 +98,7 @@ class Outbox:
         self._lock = threading.Lock()
         self._cond: threading.Condition | None = None  # made on the first wait (rule 2)
         self._items: deque[Item] = deque()
+        self._small = bytearray()  # small chunks being gathered (rule 5)
         self._pending = 0  # body bytes queued or being sent, not yet reported sent
         self._blocked = False  # the worker waits in put() for room
         self._waiter: NativeEvent | None = None  # the loop waits in take()/wait_done()
@@ -111,10 +121,21 @@ class Outbox:
             if start is not None:
                 items.append(start)
             if type(body) is bytes:
-                if body:
-                    items.append(body)
-                    self._pending += len(body)
+                size = len(body)
+                if size:
+                    small = self._small
+                    if size < SMALL_CHUNK:
+                        small += body
+                        if len(small) >= SMALL_CHUNK:
+                            self._gathered()
+                    else:
+                        if small:
+                            self._gathered()  # keep the order
+                        items.append(body)
+                    self._pending += size
             else:
+                if self._small:
+                    self._gathered()
                 items.append(body)
             waiter, self._waiter = self._waiter, None
             full = self._pending > self.limit
@@ -131,6 +152,11 @@ class Outbox:
                 self._blocked = False
                 if self.aborted is not None:
                     raise ClientDisconnected(self.aborted)
+
+    def _gathered(self) -> None:
+        """Queue the small chunks gathered so far as one piece (rule 5; lock held)."""
+        self._items.append(bytes(self._small))
+        self._small.clear()
 
     def finish(self, outcome: object, error: BaseException | None) -> None:
         """The worker's very last step: record how it ended and wake the loop."""
@@ -157,6 +183,8 @@ class Outbox:
         """
         while True:
             with self._lock:
+                if self._small:
+                    self._gathered()
                 if self._items:
                     batch = list(self._items)
                     self._items.clear()
@@ -180,6 +208,7 @@ class Outbox:
             if self.aborted is None:
                 self.aborted = reason
             self._items.clear()
+            self._small.clear()
             self._pending = 0
             if self._cond is not None:
                 self._cond.notify_all()
