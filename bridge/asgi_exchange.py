@@ -22,6 +22,10 @@ Rules of the thread/loop boundary:
    that it waits until the server asks for the next chunk, which is when the
    previous one has been written, and is woken once the server has caught up
    to half of ``send_buffer``, so one wake-up lets it send several chunks.
+   Each queued body message counts :data:`MESSAGE_COST` bytes more than its
+   body, what its queue item costs beyond the bytes: an app sending tiny
+   messages (a token stream) to a slow client would otherwise queue a
+   hundred times the memory of its bytes within the same bound.
 5. Disconnect (D7): an early ``close()`` of the iterable, or an early EOF of
    ``wsgi.input``, marks the client gone: ``receive()`` returns
    ``http.disconnect`` (after the chunks already read, for an early EOF),
@@ -57,6 +61,11 @@ if TYPE_CHECKING:
 __all__ = ["Exchange"]
 
 logger = logging.getLogger("bridge.asgi_to_wsgi")
+
+#: What a queued body message costs beyond its body bytes: its queue item (a
+#: tuple) and the header of its bytes object, about 115 bytes on CPython 3.11
+#: (measured with tracemalloc). Counted toward ``send_buffer`` (rule 4).
+MESSAGE_COST = 128
 
 
 class Exchange:
@@ -248,7 +257,7 @@ class Exchange:
                 recv, self._recv_event = self._recv_event, None
             else:
                 recv = None
-                self._unacked += len(item[1])
+                self._unacked += len(item[1]) + MESSAGE_COST
                 if self._unacked > self._adapter.send_buffer:
                     wait = self._send_event = self._loop.new_event()
         if recv is not None:
@@ -333,7 +342,7 @@ class Exchange:
         data = self._first
         if data is not None:
             self._first = None
-            self._yielded = len(data)
+            self._yielded = len(data) + MESSAGE_COST
             return data
         if self._finished:
             raise StopIteration
@@ -347,14 +356,15 @@ class Exchange:
             kind = item[0]
             if kind == DATA:
                 data = item[1]
+                count = 1
                 if item[2]:
                     self._finished = True
                 elif len(data) < self._adapter.chunk_size:
-                    data, self._finished, self._held = join_queued(
+                    data, self._finished, self._held, count = join_queued(
                         self._queue, data, self._adapter.chunk_size
                     )
                 if data:
-                    self._yielded = len(data)
+                    self._yielded = len(data) + count * MESSAGE_COST
                     return data
                 if self._finished:
                     raise StopIteration

@@ -103,14 +103,15 @@ class ResponseItems:
 
 def join_queued(
     queue: SimpleQueue[tuple[Any, ...]], data: bytes, limit: int
-) -> tuple[bytes, bool, tuple[Any, ...] | None]:
+) -> tuple[bytes, bool, tuple[Any, ...] | None, int]:
     """``data`` joined with the ``DATA`` items already queued behind it (rule 5).
 
     Takes items without waiting while the joined size is under ``limit``.
 
     :returns: the bytes; whether the final ``DATA`` item was among those taken;
-        and the first item of another kind taken, which the caller handles
-        next (``None`` if there was none).
+        the first item of another kind taken, which the caller handles next
+        (``None`` if there was none); and how many ``DATA`` items the bytes
+        came from, ``data``'s own included.
     """
     parts = [data]
     size = len(data)
@@ -129,4 +130,5 @@ def join_queued(
         if item[2]:
             done = True
             break
-    return (data if len(parts) == 1 else b"".join(parts)), done, other
+    count = len(parts)
+    return (data if count == 1 else b"".join(parts)), done, other, count

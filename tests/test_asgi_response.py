@@ -123,30 +123,30 @@ def queue_of(*items: tuple[Any, ...]) -> SimpleQueue[tuple[Any, ...]]:
 
 def test_join_queued_takes_what_has_accumulated() -> None:
     queue = queue_of((DATA, b"b", False, None), (DATA, b"c", False, None))
-    assert join_queued(queue, b"a", 100) == (b"abc", False, None)
+    assert join_queued(queue, b"a", 100) == (b"abc", False, None, 3)
     assert queue.empty()
 
 
 def test_join_queued_never_waits_for_more() -> None:
     # Rule 5: an empty queue hands the chunk back as it is.
-    assert join_queued(queue_of(), b"a", 100) == (b"a", False, None)
+    assert join_queued(queue_of(), b"a", 100) == (b"a", False, None, 1)
 
 
 def test_join_queued_stops_at_the_limit() -> None:
     queue = queue_of(*[(DATA, b"xx", False, None)] * 5)
-    data, done, other = join_queued(queue, b"xx", 5)
-    assert (data, done, other) == (b"xxxxxx", False, None)  # reached 5: no more taken
+    data, done, other, count = join_queued(queue, b"xx", 5)
+    assert (data, done, other, count) == (b"xxxxxx", False, None, 3)  # reached 5: no more taken
     assert queue.qsize() == 3
 
 
 def test_join_queued_stops_at_the_final_item() -> None:
     queue = queue_of((DATA, b"b", True, None), (ERROR, ValueError("late")))
-    assert join_queued(queue, b"a", 100) == (b"ab", True, None)
+    assert join_queued(queue, b"a", 100) == (b"ab", True, None, 2)
     assert queue.qsize() == 1  # what follows the end is left for the caller
 
 
 @pytest.mark.parametrize("other", [READ_ITEM, (ERROR, ValueError("boom"))])
 def test_join_queued_hands_back_an_item_of_another_kind(other: tuple[Any, ...]) -> None:
     queue = queue_of((DATA, b"b", False, None), other, (DATA, b"c", False, None))
-    assert join_queued(queue, b"a", 100) == (b"ab", False, other)
+    assert join_queued(queue, b"a", 100) == (b"ab", False, other, 2)
     assert queue.qsize() == 1  # order kept: "c" comes after the other item

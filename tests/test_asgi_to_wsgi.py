@@ -32,6 +32,7 @@ from bridge import (
 )
 from bridge import asgi_to_wsgi as asgi_to_wsgi_module
 from bridge import loop as loop_module
+from bridge.asgi_exchange import MESSAGE_COST
 from bridge.loop import get_loop, stop_all_loops
 from bridge.types import Environ, ExcInfo, Message, Receive, Scope, Send
 
@@ -538,6 +539,33 @@ def test_backpressure_buffer_is_bounded(backend: Backend) -> None:
         iterable.close()  # type: ignore[attr-defined]
     assert consumed[0] == 500
     assert max(ahead) <= 30 + 10 + 10  # buffer + one message + the one being written
+
+
+def test_backpressure_counts_what_a_queued_message_costs(backend: Backend) -> None:
+    # D5, rule 4 of bridge.asgi_exchange: tiny messages queue no more than
+    # send_buffer allows in memory: each counts MESSAGE_COST beyond its byte.
+    ahead: list[int] = []
+    consumed = [0]
+    send_buffer = 10 * MESSAGE_COST
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": TEXT})
+        for sent in range(1, 5001):
+            await send({"type": "http.response.body", "body": b"x", "more_body": True})
+            ahead.append(sent - consumed[0])
+        await send({"type": "http.response.body", "body": b""})
+
+    adapter = AsgiToWsgi(app, lifespan="off", backend=backend, send_buffer=send_buffer)
+    result = Result()
+    iterable = validator(wsgi(adapter))(make_environ(), result.start_response)
+    try:
+        for chunk in iterable:
+            consumed[0] += len(chunk)
+    finally:
+        iterable.close()  # type: ignore[attr-defined]
+    assert consumed[0] == 5000
+    # The buffer's worth, plus the chunk being written (joined from at most as many).
+    assert max(ahead) <= 2 * (send_buffer // (1 + MESSAGE_COST) + 1), max(ahead)
 
 
 @pytest.mark.parametrize(
