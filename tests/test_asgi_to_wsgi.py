@@ -515,6 +515,17 @@ def test_backpressure_send_waits_for_the_server(backend: Backend) -> None:
     assert returned == list(range(5))
 
 
+def consume_counting(adapter: AsgiToWsgi, consumed: list[int]) -> None:
+    """Iterate the response like a WSGI server, adding each chunk's size to ``consumed[0]``."""
+    result = Result()
+    iterable = validator(wsgi(adapter))(make_environ(), result.start_response)
+    try:
+        for chunk in iterable:
+            consumed[0] += len(chunk)
+    finally:
+        iterable.close()  # type: ignore[attr-defined]
+
+
 def test_backpressure_buffer_is_bounded(backend: Backend) -> None:
     # D5: the app never runs ahead by more than send_buffer bytes plus one message.
     ahead: list[int] = []
@@ -530,13 +541,7 @@ def test_backpressure_buffer_is_bounded(backend: Backend) -> None:
         await send({"type": "http.response.body", "body": b""})
 
     adapter = AsgiToWsgi(app, lifespan="off", backend=backend, send_buffer=30)
-    result = Result()
-    iterable = validator(wsgi(adapter))(make_environ(), result.start_response)
-    try:
-        for chunk in iterable:
-            consumed[0] += len(chunk)
-    finally:
-        iterable.close()  # type: ignore[attr-defined]
+    consume_counting(adapter, consumed)
     assert consumed[0] == 500
     assert max(ahead) <= 30 + 10 + 10  # buffer + one message + the one being written
 
@@ -556,13 +561,7 @@ def test_backpressure_counts_what_a_queued_message_costs(backend: Backend) -> No
         await send({"type": "http.response.body", "body": b""})
 
     adapter = AsgiToWsgi(app, lifespan="off", backend=backend, send_buffer=send_buffer)
-    result = Result()
-    iterable = validator(wsgi(adapter))(make_environ(), result.start_response)
-    try:
-        for chunk in iterable:
-            consumed[0] += len(chunk)
-    finally:
-        iterable.close()  # type: ignore[attr-defined]
+    consume_counting(adapter, consumed)
     assert consumed[0] == 5000
     # The buffer's worth, plus the chunk being written (joined from at most as many).
     assert max(ahead) <= 2 * (send_buffer // (1 + MESSAGE_COST) + 1), max(ahead)
