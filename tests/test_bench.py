@@ -84,7 +84,7 @@ def test_bench_selection_rejects_unknown_names() -> None:
 
 def test_bench_grid_covers_the_targets() -> None:
     keys = {cell.key for cell in plan_cells(Selection())}
-    for label, row, reference in TARGETS:
+    for label, row, reference, _goal in TARGETS:
         assert row in keys, label
         assert reference in keys, label
 
@@ -195,3 +195,25 @@ def test_a_cell_whose_server_died_keeps_the_whole_server_log() -> None:
         assert "Uvicorn running" in kept.read_text(encoding="utf-8")
     finally:
         kept.unlink()
+
+
+def test_the_targets_table_gives_goal_rounds_and_verdict() -> None:
+    def result(setting: str, adapter: str, rps: list[float]) -> CellResult:
+        return CellResult(Cell(E2E, WSGI_IN_ASGI, setting, workload("hello"), adapter), rps=rps)
+
+    results = [
+        result("uvicorn", "bridge-thread", [400.0, 500.0, 380.0]),
+        result("uvicorn", "bridge-greenlet", [300.0, 480.0, 440.0]),
+        result("uvicorn", "a2wsgi", [100.0, 100.0, 100.0]),
+        result("uvicorn", "native", [1000.0, 1000.0, 1000.0]),
+    ]
+    report = render_markdown(results, _TINY, "python -m compat_suite bench (test)")
+    targets = report.split("### Targets", 1)[1].split("###", 1)[0]
+    thread = (
+        "| 4.00× | 4× | 4.00 / 5.00 / 3.80 | met (reached in 2 of 3 rounds) | 400 vs 100 req/s |"
+    )
+    assert thread in targets
+    greenlet = "| 4.40× | 5× | 3.00 / 4.80 / 4.40 | not met | 440 vs 100 req/s |"
+    assert greenlet in targets
+    assert "| 0.44× | 0.6× | 0.30 / 0.48 / 0.44 | not met | 440 vs 1,000 req/s |" in targets
+    assert "| Flask hello: bridge thread on uvicorn vs Flask on gunicorn sync | — |" in targets
