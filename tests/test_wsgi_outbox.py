@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import tracemalloc
+from collections.abc import AsyncIterator, Callable
 
 import anyio
 import anyio.to_thread
@@ -53,6 +55,22 @@ async def test_wakeup_from_a_thread() -> None:
         await event.wait()
 
 
+@contextlib.asynccontextmanager
+async def running(outbox: Outbox, worker: Callable[[], None]) -> AsyncIterator[None]:
+    """Run ``worker`` in a thread for the block; a failing block aborts ``outbox``.
+
+    A worker blocked in ``put`` would otherwise keep the task group, and the
+    failing test with it, waiting forever instead of reporting the failure.
+    """
+    async with anyio.create_task_group() as group:
+        group.start_soon(anyio.to_thread.run_sync, worker)
+        try:
+            yield
+        except BaseException:
+            outbox.abort("the test failed")
+            raise
+
+
 async def test_outbox_blocks_the_worker_beyond_the_limit_and_abort_wakes_it() -> None:
     outbox = Outbox(current_call_soon(), 4, current_new_event())
     blocked = threading.Event()
@@ -67,8 +85,7 @@ async def test_outbox_blocks_the_worker_beyond_the_limit_and_abort_wakes_it() ->
             errors.append(exc)
         outbox.finish("done", None)
 
-    async with anyio.create_task_group() as group:
-        group.start_soon(anyio.to_thread.run_sync, worker)
+    async with running(outbox, worker):
         batch, _ = await outbox.take()
         # What was queued by then; small chunks are gathered (rule 5).
         assert batch in ([b"abc"], [b"abcdefg"])
@@ -93,14 +110,14 @@ async def test_a_blocked_worker_resumes_once_half_the_limit_is_free() -> None:
         pending_at_return.append(outbox._pending)
         outbox.finish(None, None)
 
-    async with anyio.create_task_group() as group:
-        group.start_soon(anyio.to_thread.run_sync, worker)
+    async with running(outbox, worker):
         # Take both chunks before reporting anything sent: the second put has
         # then found 8 bytes pending, over the limit, so the worker waits.
         taken: list[bytes] = []
-        while sum(map(len, taken)) < 8:
-            batch, _ = await outbox.take()
-            taken += [chunk for chunk in batch if isinstance(chunk, bytes)]
+        with anyio.fail_after(10):
+            while sum(map(len, taken)) < 8:
+                batch, _ = await outbox.take()
+                taken += [chunk for chunk in batch if isinstance(chunk, bytes)]
         for _ in range(sum(map(len, taken))):  # report the bytes sent one by one
             outbox.sent(1)
         with anyio.fail_after(10):
