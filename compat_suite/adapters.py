@@ -3,13 +3,14 @@
 The served apps (``compat_suite.apps``) read ``BRIDGE_ADAPTER`` when they are
 imported, so one server command line serves the same app through any adapter:
 
-=========  =================================  ==============================
-name       WSGI app on an ASGI server         ASGI app on a WSGI server
-=========  =================================  ==============================
-bridge     ``bridge.WsgiToAsgi(app)``         ``bridge.AsgiToWsgi(app)``
-a2wsgi     ``a2wsgi.WSGIMiddleware(app)``     ``a2wsgi.ASGIMiddleware(app)``
-asgiref    ``asgiref.wsgi.WsgiToAsgi(app)``   (none)
-=========  =================================  ==============================
+===============  ================================================  ==============================
+name             WSGI app on an ASGI server                        ASGI app on a WSGI server
+===============  ================================================  ==============================
+bridge           ``bridge.WsgiToAsgi(app)`` (thread executor)      ``bridge.AsgiToWsgi(app)``
+bridge-greenlet  ``bridge.WsgiToAsgi(app, executor="greenlet")``   (none)
+a2wsgi           ``a2wsgi.WSGIMiddleware(app)``                    ``a2wsgi.ASGIMiddleware(app)``
+asgiref          ``asgiref.wsgi.WsgiToAsgi(app)``                  (none)
+===============  ================================================  ==============================
 
 Imports are lazy: selecting a peer never imports ``bridge``'s adapters, and the
 other way round.
@@ -31,6 +32,7 @@ __all__ = [
     "WSGI_IN_ASGI_ADAPTERS",
     "UnknownAdapter",
     "asgi_to_wsgi",
+    "greenlet_wsgi_to_asgi",
     "selected_adapter",
     "wsgi_to_asgi",
 ]
@@ -42,6 +44,7 @@ DEFAULT_ADAPTER = "bridge"
 # name -> (module, class): the class takes the inner app as its only argument.
 _WSGI_IN_ASGI: dict[str, tuple[str, str]] = {
     "bridge": ("bridge", "WsgiToAsgi"),
+    "bridge-greenlet": ("compat_suite.adapters", "greenlet_wsgi_to_asgi"),
     "a2wsgi": ("a2wsgi", "WSGIMiddleware"),
     "asgiref": ("asgiref.wsgi", "WsgiToAsgi"),
 }
@@ -76,6 +79,13 @@ def _adapter_factory(
         ) from None
     factory: Callable[[Any], object] = getattr(importlib.import_module(module_name), class_name)
     return factory
+
+
+def greenlet_wsgi_to_asgi(app: WSGIApp) -> ASGIApp:
+    """``bridge.WsgiToAsgi(app, executor="greenlet")``: the ``bridge-greenlet`` entry."""
+    from bridge import WsgiToAsgi  # lazy, as for every entry (see the module's docstring)
+
+    return WsgiToAsgi(app, executor="greenlet")
 
 
 def wsgi_to_asgi(app: WSGIApp, adapter: str | None = None) -> ASGIApp:
