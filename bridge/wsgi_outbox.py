@@ -119,6 +119,8 @@ class Outbox:
                 raise ClientDisconnected(self.aborted)
             items = self._items
             if start is not None:
+                if self._small:
+                    self._gathered()  # keep the order
                 items.append(start)
             if type(body) is bytes:
                 size = len(body)

@@ -143,6 +143,11 @@ async def test_small_chunks_are_gathered_in_order_and_never_held_back() -> None:
     assert batch == [start, b"a" + b"b" * (SMALL_CHUNK - 1), b"b", large, b"c", END, b"d"]
     outbox.finish(None, None)
     assert await outbox.take() == ([], True)
+    # Whatever message comes with a chunk goes after the piece being gathered.
+    other = Outbox(current_call_soon(), 1 << 20, current_new_event())
+    other.put(None, b"a")
+    other.put(start, b"b")
+    assert await other.take() == ([b"a", start, b"b"], False)
 
 
 def test_tiny_chunks_take_the_memory_of_their_bytes() -> None:
