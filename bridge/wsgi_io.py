@@ -36,7 +36,15 @@ from typing import IO, Any
 from bridge.errors import ClientDisconnected
 from bridge.memory_input import MemoryInput, read_lines
 
-__all__ = ["ErrorStream", "FileWrapper", "RequestBody", "StreamingInput"]
+__all__ = [
+    "SMALL_CHUNK",
+    "ErrorStream",
+    "FileWrapper",
+    "RequestBody",
+    "StreamingInput",
+    "flush_gathered",
+    "gather",
+]
 
 #: Default in-memory threshold of a pre-read request body (1 MiB).
 BODY_BUFFER_SIZE = 1024 * 1024
@@ -45,6 +53,34 @@ _MIN_SPILL_BATCH = 64 * 1024
 #: Request chunks smaller than this are gathered into pieces of at least this
 #: size (rule 5); larger ones are kept as they arrived.
 SMALL_CHUNK = 4 * 1024
+
+
+def gather(append: Callable[[bytes], object], small: bytearray, chunk: bytes) -> None:
+    """Pass ``chunk`` on to ``append``, gathering chunks under :data:`SMALL_CHUNK` (rule 5).
+
+    A small chunk is added to ``small``, which goes on as one piece once it
+    holds :data:`SMALL_CHUNK` bytes; a larger chunk first sends on what
+    ``small`` holds, to keep the order, then goes on as ``bytes``.
+    """
+    if len(chunk) < SMALL_CHUNK:
+        small += chunk  # a copy, whatever buffer type the chunk came in
+        if len(small) >= SMALL_CHUNK:
+            flush_gathered(append, small)
+        return
+    flush_gathered(append, small)
+    if type(chunk) is not bytes:
+        # ASGI www §Request: body is bytes. A server that sends a bytearray or
+        # memoryview must not make read() return one (PEP 3333: bytes), nor
+        # see it change afterwards.
+        chunk = bytes(chunk)
+    append(chunk)
+
+
+def flush_gathered(append: Callable[[bytes], object], small: bytearray) -> None:
+    """Pass on the piece ``small`` has gathered so far, if any (rule 5)."""
+    if small:
+        append(bytes(small))
+        small.clear()
 
 
 class RequestBody:
@@ -91,28 +127,10 @@ class RequestBody:
         """Add a chunk; return whether :meth:`spill` should now run in a worker thread."""
         size = len(chunk)
         if size:
-            small = self._small
-            if size < SMALL_CHUNK:
-                small += chunk  # a copy, whatever buffer type the server sent
-                if len(small) >= SMALL_CHUNK:
-                    self._gathered()
-            else:
-                if small:
-                    self._gathered()  # keep the order
-                if type(chunk) is not bytes:
-                    # ASGI www §Request: body is bytes. A server that sends a
-                    # bytearray or memoryview must not make read() return one
-                    # (PEP 3333: bytes), nor see it change afterwards.
-                    chunk = bytes(chunk)
-                self._chunks.append(chunk)
+            gather(self._chunks.append, self._small, chunk)
             self.size += size
             self._pending += size
         return self.size > self.threshold and self._pending >= self._batch
-
-    def _gathered(self) -> None:
-        """Move the gathered small chunks to the list as one piece (rule 5)."""
-        self._chunks.append(bytes(self._small))
-        self._small.clear()
 
     def needs_spill(self) -> bool:
         """Whether buffered bytes must reach the temp file before :meth:`finish`."""
@@ -122,8 +140,7 @@ class RequestBody:
         """Write the buffered chunks to the temp file (blocking: run in a worker thread)."""
         if self._file is None:
             self._file = tempfile.TemporaryFile()  # noqa: SIM115 - closed in close()
-        if self._small:
-            self._gathered()
+        flush_gathered(self._chunks.append, self._small)
         self._file.write(b"".join(self._chunks))
         self._chunks.clear()
         self._pending = 0
@@ -137,8 +154,7 @@ class RequestBody:
             self._file.seek(0)
             self._stream = self._file
         else:
-            if self._small:
-                self._gathered()
+            flush_gathered(self._chunks.append, self._small)
             # The chunks as they arrived, not joined: a join would copy the
             # whole body once more (bridge.memory_input says why that costs).
             self._stream = MemoryInput(self._chunks)

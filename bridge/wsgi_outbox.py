@@ -50,7 +50,7 @@ from typing import TypeAlias
 from bridge.errors import ClientDisconnected
 from bridge.types import Message
 from bridge.wakeup import CallSoon, NativeEvent
-from bridge.wsgi_io import SMALL_CHUNK
+from bridge.wsgi_io import flush_gathered, gather
 
 __all__ = ["JOIN_BELOW", "Item", "Outbox", "coalesce"]
 
@@ -119,25 +119,17 @@ class Outbox:
                 raise ClientDisconnected(self.aborted)
             items = self._items
             if start is not None:
-                if self._small:
-                    self._gathered()  # keep the order
+                if self._small:  # a call saved on the common path: nothing gathered
+                    flush_gathered(items.append, self._small)  # keep the order
                 items.append(start)
             if type(body) is bytes:
                 size = len(body)
                 if size:
-                    small = self._small
-                    if size < SMALL_CHUNK:
-                        small += body
-                        if len(small) >= SMALL_CHUNK:
-                            self._gathered()
-                    else:
-                        if small:
-                            self._gathered()  # keep the order
-                        items.append(body)
+                    gather(items.append, self._small, body)
                     self._pending += size
             else:
                 if self._small:
-                    self._gathered()
+                    flush_gathered(items.append, self._small)
                 items.append(body)
             waiter, self._waiter = self._waiter, None
             full = self._pending > self.limit
@@ -154,11 +146,6 @@ class Outbox:
                 self._blocked = False
                 if self.aborted is not None:
                     raise ClientDisconnected(self.aborted)
-
-    def _gathered(self) -> None:
-        """Queue the small chunks gathered so far as one piece (rule 5; lock held)."""
-        self._items.append(bytes(self._small))
-        self._small.clear()
 
     def finish(self, outcome: object, error: BaseException | None) -> None:
         """The worker's very last step: record how it ended and wake the loop."""
@@ -186,7 +173,7 @@ class Outbox:
         while True:
             with self._lock:
                 if self._small:
-                    self._gathered()
+                    flush_gathered(self._items.append, self._small)
                 if self._items:
                     batch = list(self._items)
                     self._items.clear()
