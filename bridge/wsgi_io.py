@@ -50,8 +50,10 @@ __all__ = [
 BODY_BUFFER_SIZE = 1024 * 1024
 # Bytes written to the temp file per worker-thread hop once a body spilled.
 _MIN_SPILL_BATCH = 64 * 1024
-#: Request chunks smaller than this are gathered into pieces of at least this
-#: size (rule 5); larger ones are kept as they arrived.
+#: Chunks smaller than this are gathered into pieces of at least this size
+#: (rule 5): request body chunks here, and response chunks in the thread
+#: executor's queue (rule 5 of :mod:`bridge.wsgi_outbox`); larger ones are
+#: kept as they came.
 SMALL_CHUNK = 4 * 1024
 
 
