@@ -107,6 +107,7 @@ def test_seek_rejects_a_negative_position_and_an_unknown_whence() -> None:
 
 def test_close_releases_the_chunks_and_reads_then_fail() -> None:
     stream = MemoryInput([b"data"])
+    assert stream.read(1) == b"d"
     stream.close()
     stream.close()
     assert stream.closed
@@ -115,3 +116,5 @@ def test_close_releases_the_chunks_and_reads_then_fail() -> None:
             operation()
     with pytest.raises(ValueError, match="closed"):
         stream.readinto(bytearray(1))
+    with pytest.raises(ValueError, match="closed"):
+        stream.read(1)  # mid-chunk: read()'s fast path must not apply
