@@ -7,6 +7,9 @@ the adapter and the app. ``application`` is the app behind the adapter that
 Routes (any method unless said):
 
 - ``/echo...``: the environ essentials and the request body's length and digest, as JSON.
+- ``/lines``: the request body read by lines, the first half of them with
+  ``readline()`` and the rest by iterating over ``wsgi.input``, as JSON: how
+  many, their digest, and whether each ended at its first ``b"\\n"``.
 - ``/hello``: ``hello`` with ``Content-Length: 5`` (HEAD scenarios).
 - ``/status/204``, ``/status/304``: no body.
 - ``/set-cookies``: two ``Set-Cookie`` headers.
@@ -83,6 +86,26 @@ def _echo(environ: Environ) -> dict[str, Any]:
     }
 
 
+def _lines(environ: Environ) -> dict[str, Any]:
+    # A22: readline() and __iter__ until b"" at the end of the body.
+    stream = environ["wsgi.input"]
+    half = int(environ.get("HTTP_X_LINES") or 0) // 2
+    lines = [stream.readline() for _ in range(half)]
+    lines.extend(stream)
+    digest = hashlib.sha256()
+    for line in lines:
+        digest.update(line)
+    return {
+        "lines": len(lines),
+        "sha256": digest.hexdigest(),
+        # Every line ends at its first newline; only the last may lack one.
+        "split_ok": all(
+            line.find(b"\n") == len(line) - 1 or (index == len(lines) - 1 and b"\n" not in line)
+            for index, line in enumerate(lines)
+        ),
+    }
+
+
 class _Recorded:
     """An iterable whose ``close()`` calls are counted under a probe key."""
 
@@ -128,6 +151,10 @@ def app(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         return [body]
     if path.startswith("/echo"):
         body = json.dumps(_echo(environ)).encode()
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return [body]
+    if path == "/lines":
+        body = json.dumps(_lines(environ)).encode()
         start_response("200 OK", [("Content-Type", "application/json")])
         return [body]
     if path == "/hello":

@@ -282,6 +282,37 @@ def echo_large_upload(adapter: str, base_url: str, client: httpx.Client) -> None
     )
 
 
+def _lines_body() -> bytes:
+    # About 900 KiB of lines from 0 to 300 bytes long, empty ones included, and
+    # a last line without a newline; below bridge's 1 MiB in-memory threshold.
+    lines = []
+    for index in range(6000):
+        length = (index * 7919) % 301
+        lines.append(b"%d:" % index + b"l" * length + b"\n")
+    return b"".join(lines) + b"the last line, without a newline"
+
+
+def wsgi_input_lines(adapter: str, base_url: str, client: httpx.Client) -> None:
+    body = _lines_body()
+    parts = body.split(b"\n")
+    lines = [part + b"\n" for part in parts[:-1]] + ([parts[-1]] if parts[-1] else [])
+    data = _json(
+        client.post(
+            "/lines",
+            # In 64 KiB pieces, so the server delivers several chunks and lines
+            # straddle them.
+            content=(body[i : i + 64 * 1024] for i in range(0, len(body), 64 * 1024)),
+            headers={"Content-Length": str(len(body)), "X-Lines": str(len(lines))},
+        )
+    )
+    wanted = {"lines": len(lines), "sha256": hashlib.sha256(body).hexdigest(), "split_ok": True}
+    expect(
+        data == wanted,
+        f"{len(lines)} lines by readline() then iteration, each up to its newline (A22)",
+        data,
+    )
+
+
 def raw_head(adapter: str, base_url: str, client: httpx.Client) -> None:
     response = client.head("/hello")
     seen = (response.status_code, response.headers.get("content-length"), response.content)
@@ -992,6 +1023,12 @@ SCENARIOS: tuple[Scenario, ...] = (
             **_same(echo_large_upload, *_RAW),
             **_same(fw_large_upload, *_DJANGOS, "fastapi", "starlette"),
         },
+    ),
+    Scenario(
+        "input-lines",
+        "wsgi.input read by readline() and iteration",
+        "A22",
+        {"wsgi": wsgi_input_lines},
     ),
     Scenario(
         "streaming",
