@@ -132,7 +132,9 @@ class MemoryInput(io.BufferedIOBase):
             if end < len(chunk):
                 self._offset = end
                 return chunk[offset:end]
-            # To the end of this chunk, and often all of it (no copy).
+            # To the end of this chunk, and often all of it (no copy). This is
+            # _goto(index + 1, 0, base + end) written out: the call cost 9% of
+            # a body of 4 KiB chunks read in 4 KiB (103 vs 112 µs per MiB).
             index = self._index + 1
             chunks = self._chunks
             self._index = index
@@ -249,5 +251,5 @@ class MemoryInput(io.BufferedIOBase):
     def close(self) -> None:
         """Release the chunks; later reads raise ``ValueError``. Safe to call twice."""
         self._chunks = []
-        self._chunk = b""  # so read()'s fast path never applies (rule 4)
+        self._chunk = b""  # so the fast paths of read() and readline() never apply (rule 4)
         super().close()

@@ -283,12 +283,12 @@ def echo_large_upload(adapter: str, base_url: str, client: httpx.Client) -> None
 
 
 def _lines_body() -> bytes:
-    # About 900 KiB of lines from 0 to 300 bytes long, empty ones included, and
+    # About 900 KiB of lines up to 306 bytes long, every 50th one empty, and
     # a last line without a newline; below bridge's 1 MiB in-memory threshold.
     lines = []
     for index in range(6000):
         length = (index * 7919) % 301
-        lines.append(b"%d:" % index + b"l" * length + b"\n")
+        lines.append(b"\n" if index % 50 == 0 else b"%d:" % index + b"l" * length + b"\n")
     return b"".join(lines) + b"the last line, without a newline"
 
 
