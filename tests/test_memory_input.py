@@ -10,14 +10,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bridge.memory_input import MemoryInput
+from tests.stream_strategies import line_chunks, read_sizes
 
-# Bytes rich in newlines, so readline splits inside and across chunks.
-_chunk = st.binary(max_size=12).map(lambda data: data.replace(b"\x00", b"\n"))
-_size = st.one_of(st.none(), st.integers(min_value=-2, max_value=40))
 _operation = st.one_of(
-    st.tuples(st.just("read"), _size),
-    st.tuples(st.just("read1"), _size),
-    st.tuples(st.just("readline"), _size),
+    st.tuples(st.just("read"), read_sizes),
+    st.tuples(st.just("read1"), read_sizes),
+    st.tuples(st.just("readline"), read_sizes),
     st.tuples(st.just("readlines"), st.integers(min_value=-1, max_value=40)),
     st.tuples(st.just("readinto"), st.integers(min_value=0, max_value=40)),
     st.tuples(st.just("next"), st.none()),
@@ -47,7 +45,7 @@ def _apply(stream: Any, name: str, argument: Any) -> object:
 
 
 @settings(max_examples=400, deadline=None)
-@given(st.lists(_chunk, max_size=8), st.lists(_operation, max_size=12))
+@given(st.lists(line_chunks, max_size=8), st.lists(_operation, max_size=12))
 def test_reads_like_bytesio_over_the_joined_body(
     chunks: list[bytes], operations: list[tuple[str, Any]]
 ) -> None:

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from bridge.errors import ClientDisconnected
 from bridge.memory_input import MemoryInput
 from bridge.wsgi_io import SMALL_CHUNK, ErrorStream, FileWrapper, RequestBody, StreamingInput
+from tests.stream_strategies import line_chunks, read_sizes
 
 BODY = b"line one\nline two\n\nlast line without newline"
 
@@ -109,18 +110,16 @@ def test_readline_with_limit(factory: Factory, chunks: list[bytes]) -> None:  # 
     assert stream.readline(-1) == b"\n"
 
 
-_line_chunk = st.binary(max_size=12).map(lambda data: data.replace(b"\x00", b"\n"))
-_read_size = st.one_of(st.none(), st.integers(min_value=-2, max_value=40))
 _stream_operation = st.one_of(
-    st.tuples(st.just("read"), _read_size),
-    st.tuples(st.just("readline"), _read_size),
+    st.tuples(st.just("read"), read_sizes),
+    st.tuples(st.just("readline"), read_sizes),
     st.tuples(st.just("readlines"), st.integers(min_value=-1, max_value=40)),
     st.tuples(st.just("next"), st.none()),
 )
 
 
 @settings(max_examples=400, deadline=None)
-@given(st.lists(_line_chunk, min_size=1, max_size=8), st.lists(_stream_operation, max_size=12))
+@given(st.lists(line_chunks, min_size=1, max_size=8), st.lists(_stream_operation, max_size=12))
 def test_streaming_input_reads_like_bytesio(
     chunks: list[bytes], operations: list[tuple[str, Any]]
 ) -> None:  # A22: the lazy stream answers as the body read at once would
