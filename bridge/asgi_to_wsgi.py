@@ -28,7 +28,13 @@ from bridge.errors import (
     LifespanUnsupported,
     ServerProtocolError,
 )
-from bridge.lifespan import AsgiVersion, LifespanManager, LifespanShim, as_asgi3
+from bridge.lifespan import (
+    AsgiVersion,
+    LifespanManager,
+    LifespanShim,
+    as_asgi3,
+    scope_asgi_version,
+)
 from bridge.loop import PrivateLoop, default_backend_options, get_loop
 from bridge.scope import DEFAULT_EXTENSIONS, scope_from_environ
 from bridge.types import ASGIApp, Environ, StartResponse
@@ -69,7 +75,8 @@ class AsgiToWsgi:
         MiB/s on granian ``--interface wsgi`` (3% on gunicorn gthread), with
         4 KiB chunk streams unchanged. A request's buffer is bounded by it, so
         a server with N threads holds at most N of them.
-    :param asgi_version: ``"auto"``, ``"2"`` or ``"3"``: how to call ``app`` (F3).
+    :param asgi_version: ``"auto"``, ``"2"`` or ``"3"``: how to call ``app`` (F3);
+        an ASGI 2 app's scopes say ``asgi.version`` ``"2.0"``, as uvicorn's do (F4).
     :raises ValueError: for an invalid option.
     """
 
@@ -96,6 +103,11 @@ class AsgiToWsgi:
         if disconnect_grace < 0:
             raise ValueError("disconnect_grace must not be negative")
         self.app: ASGIApp = as_asgi3(app, asgi_version)
+        # F4: what scope["asgi"]["version"] says ("2.0" to an ASGI 2 app).
+        self._scope_version = scope_asgi_version(app, asgi_version)
+        # The app as given: the lifespan manager wraps it itself, so that its
+        # lifespan scope says the same version as the requests' scopes.
+        self._given: tuple[Any, AsgiVersion] = (app, asgi_version)
         self.lifespan = lifespan
         self.backend = backend
         if backend_options is None:
@@ -150,12 +162,13 @@ class AsgiToWsgi:
             process_exit.register(self._close_at_exit)
 
     def _manager(self) -> LifespanManager:
+        app, asgi_version = self._given
         return LifespanManager(
-            self.app,
+            app,
             startup_timeout=self.startup_timeout,
             shutdown_timeout=self.shutdown_timeout,
             required=self.lifespan == "on",
-            asgi_version="3",
+            asgi_version=asgi_version,
         )
 
     def __enter__(self) -> AsgiToWsgi:
@@ -208,7 +221,12 @@ class AsgiToWsgi:
                 start_response, "500 Internal Server Error", "Internal Server Error"
             )
         try:
-            scope = scope_from_environ(environ, state=self._state, extensions=self._extensions)
+            scope = scope_from_environ(
+                environ,
+                state=self._state,
+                extensions=self._extensions,
+                asgi_version=self._scope_version,
+            )
             exchange = Exchange(self, environ, scope, loop)
         except ServerProtocolError as exc:
             logger.warning("bad request from the WSGI server: %s", exc)

@@ -31,7 +31,11 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
-from asgiref.compatibility import double_to_single_callable, guarantee_single_callable
+from asgiref.compatibility import (
+    double_to_single_callable,
+    guarantee_single_callable,
+    is_double_callable,
+)
 
 from bridge.errors import (
     AppProtocolError,
@@ -45,7 +49,7 @@ from bridge.types import ASGIApp, Message, Receive, Scope, Send
 if TYPE_CHECKING:
     from bridge.loop import PrivateLoop
 
-__all__ = ["AsgiVersion", "LifespanManager", "LifespanShim", "as_asgi3"]
+__all__ = ["AsgiVersion", "LifespanManager", "LifespanShim", "as_asgi3", "scope_asgi_version"]
 
 logger = logging.getLogger("bridge.lifespan")
 
@@ -80,6 +84,24 @@ def as_asgi3(app: Any, asgi_version: AsgiVersion = "auto") -> ASGIApp:
     raise ValueError(f"asgi_version must be 'auto', '2' or '3', not {asgi_version!r}")
 
 
+def scope_asgi_version(app: Any, asgi_version: AsgiVersion = "auto") -> str:
+    """``scope["asgi"]["version"]`` for ``app``: ``"2.0"`` for an ASGI 2 app, else ``"3.0"``.
+
+    SPEC F4 (ASGI main §Legacy Applications): the version names the calling
+    convention the server uses, so an ASGI 2 app is told ``"2.0"``, as uvicorn
+    does. Detection is :func:`as_asgi3`'s, so the two always agree.
+
+    :param app: the ASGI application, as given (before :func:`as_asgi3`).
+    :param asgi_version: ``"auto"``, ``"2"`` or ``"3"``, as for :func:`as_asgi3`.
+    :raises ValueError: for any other ``asgi_version``.
+    """
+    if asgi_version == "auto":
+        return "2.0" if is_double_callable(app) else "3.0"  # type: ignore[no-untyped-call]
+    if asgi_version in ("2", "3"):
+        return f"{asgi_version}.0"
+    raise ValueError(f"asgi_version must be 'auto', '2' or '3', not {asgi_version!r}")
+
+
 class LifespanManager:
     """Run an ASGI app's lifespan around a block of code, as its server would.
 
@@ -107,6 +129,7 @@ class LifespanManager:
         asgi_version: AsgiVersion = "auto",
     ) -> None:
         self._app = as_asgi3(app, asgi_version)
+        self._asgi_version = scope_asgi_version(app, asgi_version)
         self.startup_timeout = startup_timeout
         self.shutdown_timeout = shutdown_timeout
         self.required = required
@@ -188,10 +211,10 @@ class LifespanManager:
                 await stack.aclose()
 
     async def _run_app(self) -> None:
-        # E2: the scope of the lifespan call.
+        # E2: the scope of the lifespan call; F4: an ASGI 2 app is told "2.0".
         scope = {
             "type": "lifespan",
-            "asgi": {"version": "3.0", "spec_version": "2.0"},
+            "asgi": {"version": self._asgi_version, "spec_version": "2.0"},
             "state": self.state,
         }
         try:

@@ -109,6 +109,7 @@ def scope_from_environ(
     *,
     state: Mapping[str, Any] | None = None,
     extensions: Mapping[str, Mapping[str, Any]] = DEFAULT_EXTENSIONS,
+    asgi_version: str = "3.0",
 ) -> dict[str, Any]:
     """Build the ASGI ``http`` scope of one request from its WSGI ``environ``.
 
@@ -117,6 +118,8 @@ def scope_from_environ(
         no ``state`` key at all when ``None``.
     :param extensions: the ASGI extensions to advertise (C11); each value is
         copied so two scopes never share a dict.
+    :param asgi_version: ``scope["asgi"]["version"]``: ``"2.0"`` for an ASGI 2
+        app (F4, :func:`~bridge.lifespan.scope_asgi_version`).
     :returns: a fresh scope dict (C12).
     :raises ServerProtocolError: if a CGI variable holds a character outside
         latin-1, which PEP 3333 §Unicode Issues forbids.
@@ -149,8 +152,8 @@ def scope_from_environ(
 
         scope: dict[str, Any] = {
             "type": "http",
-            # C1: a fresh dict per scope (C12).
-            "asgi": {"version": "3.0", "spec_version": _SPEC_VERSION},
+            # C1, F4: a fresh dict per scope (C12).
+            "asgi": {"version": asgi_version, "spec_version": _SPEC_VERSION},
             # C2
             "http_version": _HTTP_VERSIONS.get(get("SERVER_PROTOCOL", ""), "1.1"),
             # C3

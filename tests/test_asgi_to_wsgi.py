@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, cast
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, cast
 from wsgiref.validate import validator
 
 import anyio
@@ -411,6 +411,10 @@ def test_start_converts_status_and_strips_hop_by_hop(backend: Backend) -> None:
         {"type": "http.response.start", "status": "200"},
         {"type": "http.response.body", "body": b"x"},
         {"type": "http.response.whatever"},
+        # D14, D15: extensions a WSGI server cannot carry, never offered (test_scope).
+        {"type": "http.response.early_hint", "links": [b"</a.css>; rel=preload"]},
+        {"type": "http.response.push", "path": "/a.css", "headers": []},
+        {"type": "http.response.debug", "info": {}},
     ],
 )
 def test_invalid_message_raises_from_send_and_gives_500(
@@ -856,6 +860,76 @@ def test_asgi2_and_asgi3_apps(backend: Backend, app: Any, asgi_version: Any, bod
     # F1-F3
     adapter = AsgiToWsgi(app, lifespan="off", backend=backend, asgi_version=asgi_version)
     assert call(adapter).body == body
+
+
+class Asgi2Versions:
+    """An ASGI 2 app (a class) that records ``asgi.version`` of every scope it is given."""
+
+    seen: ClassVar[list[str]] = []
+
+    def __init__(self, scope: Scope) -> None:
+        self.scope = scope
+        Asgi2Versions.seen.append(scope["asgi"]["version"])
+
+    async def __call__(self, receive: Receive, send: Send) -> None:
+        if self.scope["type"] != "lifespan":
+            await hello(self.scope, receive, send)
+            return
+        for step in ("startup", "shutdown"):
+            await receive()
+            await send({"type": f"lifespan.{step}.complete"})
+
+
+def asgi2_versions_closure(scope: Scope) -> Any:
+    Asgi2Versions.seen.append(scope["asgi"]["version"])
+    return Asgi2Versions(scope).__call__
+
+
+async def asgi3_versions(scope: Scope, receive: Receive, send: Send) -> None:
+    Asgi2Versions.seen.append(scope["asgi"]["version"])
+    await hello(scope, receive, send)
+
+
+def asgi3_versions_sync(scope: Scope, receive: Receive, send: Send) -> Any:
+    return asgi3_versions(scope, receive, send)
+
+
+@pytest.mark.parametrize(
+    ("app", "asgi_version", "expected"),
+    [
+        (Asgi2Versions, "auto", "2.0"),
+        (Asgi2Versions, "2", "2.0"),
+        (asgi3_versions, "auto", "3.0"),
+        (asgi3_versions_sync, "3", "3.0"),
+    ],
+    ids=["asgi2-class", "asgi2-override", "asgi3", "asgi3-override"],
+)
+def test_scope_says_which_asgi_version_calls_the_app(
+    backend: Backend, app: Any, asgi_version: Any, expected: str
+) -> None:
+    # F4: asgi.version names the calling convention: "2.0" for an ASGI 2 app,
+    # as uvicorn says, in every request's scope.
+    Asgi2Versions.seen = []
+    adapter = AsgiToWsgi(app, lifespan="off", backend=backend, asgi_version=asgi_version)
+    for _ in range(2):
+        assert call(adapter).body == b"hello"
+    assert Asgi2Versions.seen == [expected, expected]
+
+
+def test_asgi2_closure_is_told_2_0() -> None:
+    # F4 with a closure (detected as ASGI 2: a plain function of one argument).
+    Asgi2Versions.seen = []
+    assert call(AsgiToWsgi(asgi2_versions_closure, lifespan="off")).body == b"hello"
+    # The closure and the instance it builds both record the scope they got.
+    assert Asgi2Versions.seen == ["2.0", "2.0"]
+
+
+def test_lifespan_scope_says_2_0_to_an_asgi2_app(backend: Backend) -> None:
+    # F4 for the lifespan scope (E2) of an ASGI 2 app, and the request after it.
+    Asgi2Versions.seen = []
+    with AsgiToWsgi(Asgi2Versions, backend=backend) as adapter:
+        assert call(adapter).body == b"hello"
+    assert Asgi2Versions.seen == ["2.0", "2.0"]
 
 
 # --------------------------------------------------------------- concurrency

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, ClassVar
 
 import anyio
 import httpx
@@ -22,6 +22,7 @@ from bridge import (
     LifespanStartupFailed,
     LifespanUnsupported,
 )
+from bridge.lifespan import scope_asgi_version
 from bridge.types import Message, Receive, Scope, Send
 
 pytestmark = pytest.mark.anyio
@@ -294,6 +295,59 @@ async def test_lifespan_asgi2_app() -> None:
     # F2
     async with LifespanManager(Asgi2Lifespan) as manager:
         assert manager.state == {"asgi2": True}
+
+
+class Asgi2Scope(Asgi2Lifespan):
+    """:class:`Asgi2Lifespan` that keeps the lifespan scope it was built with."""
+
+    scopes: ClassVar[list[Scope]] = []
+
+    def __init__(self, scope: Scope) -> None:
+        super().__init__(scope)
+        Asgi2Scope.scopes.append(scope)
+
+
+async def test_lifespan_scope_version_names_the_calling_convention() -> None:
+    # E2, F4: "3.0" to an ASGI 3 app, "2.0" to an ASGI 2 app (as uvicorn says).
+    seen: list[Scope] = []
+
+    async def asgi3(scope: Scope, receive: Receive, send: Send) -> None:
+        seen.append(scope)
+        await receive()
+        await send({"type": "lifespan.startup.complete"})
+        await receive()
+        await send({"type": "lifespan.shutdown.complete"})
+
+    async with LifespanManager(asgi3):
+        pass
+    Asgi2Scope.scopes = []
+    async with LifespanManager(Asgi2Scope):
+        pass
+    assert [scope["asgi"] for scope in (*seen, *Asgi2Scope.scopes)] == [
+        {"version": "3.0", "spec_version": "2.0"},
+        {"version": "2.0", "spec_version": "2.0"},
+    ]
+
+
+@pytest.mark.parametrize(
+    ("app", "asgi_version", "expected"),
+    [
+        (Asgi2Lifespan, "auto", "2.0"),
+        (Asgi2Lifespan, "2", "2.0"),
+        (Asgi2Lifespan, "3", "3.0"),  # the override wins, as in as_asgi3
+        (lambda scope: None, "auto", "2.0"),  # a sync callable of one argument
+        (Starlette(), "auto", "3.0"),
+    ],
+    ids=["asgi2-class", "override-2", "override-3", "asgi2-closure", "starlette"],
+)
+def test_scope_asgi_version(app: Any, asgi_version: Any, expected: str) -> None:
+    # F4: the same detection as as_asgi3 (asgiref's), so the two never disagree.
+    assert scope_asgi_version(app, asgi_version) == expected
+
+
+def test_scope_asgi_version_rejects_unknown_override() -> None:
+    with pytest.raises(ValueError, match="asgi_version"):
+        scope_asgi_version(Asgi2Lifespan, "4")  # type: ignore[arg-type]
 
 
 async def test_lifespan_real_starlette_app() -> None:

@@ -48,6 +48,12 @@ def test_scope_type_and_asgi_version() -> None:
     assert scope["asgi"] == {"version": "3.0", "spec_version": "2.4"}
 
 
+def test_scope_asgi_version_for_an_asgi2_app() -> None:
+    # F4: an ASGI 2 app is told "2.0"; the spec version stays ours (C1).
+    scope = scope_from_environ(make_environ(), asgi_version="2.0")
+    assert scope["asgi"] == {"version": "2.0", "spec_version": "2.4"}
+
+
 @pytest.mark.parametrize(
     ("protocol", "expected"),
     [
@@ -232,6 +238,20 @@ def test_scope_extensions() -> None:
     assert scope["extensions"] == {"http.response.pathsend": {}}
     assert scope["extensions"] == DEFAULT_EXTENSIONS
     assert scope_from_environ(make_environ(), extensions={})["extensions"] == {}
+
+
+@pytest.mark.parametrize(
+    "extension",
+    [
+        "http.response.early_hint",
+        "http.response.push",
+        "http.response.debug",
+        "http.response.trailers",
+    ],
+)
+def test_scope_never_offers_what_wsgi_cannot_carry(extension: str) -> None:
+    # D11, D14, D15: no 103, no push, no debug, no trailers through a WSGI server.
+    assert extension not in scope_from_environ(make_environ())["extensions"]
 
 
 def test_scope_is_fresh_per_request() -> None:
