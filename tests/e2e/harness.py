@@ -1,4 +1,5 @@
-"""Helpers of the end-to-end tests: which deployments to run, known peer failures, payloads.
+"""Helpers of the end-to-end tests: which deployments to run, known peer failures,
+payloads, and the gated stream.
 
 Adapters come from ``BRIDGE_E2E_ADAPTERS`` (comma-separated, default ``bridge``),
 e.g. ``BRIDGE_E2E_ADAPTERS=bridge,a2wsgi,asgiref``; names that have no adapter in
@@ -13,11 +14,13 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
+import httpx
 import pytest
 
 import bridge
 from compat_suite.adapters import ASGI_IN_WSGI_ADAPTERS, WSGI_IN_ASGI_ADAPTERS
 from compat_suite.deployments import Deployment
+from compat_suite.gate import Gate
 from compat_suite.servers import SERVERS
 
 if TYPE_CHECKING:
@@ -200,3 +203,26 @@ class Payload:
     def sha256(self) -> str:
         """Hex digest of everything yielded so far."""
         return self._digest.hexdigest()
+
+
+def read_gated_stream(client: httpx.Client) -> bytes:
+    """GET ``/stream``: the app yields its first line, then waits at a gate only
+    this test opens. The first line must arrive while the app still waits (a
+    buffering adapter would never deliver it); then the gate opens and the rest
+    is read. Returns every byte received.
+    """
+    with (
+        Gate() as gate,
+        client.stream("GET", "/stream", params={"gate": gate.port}) as response,
+    ):
+        assert response.status_code == 200
+        chunks = response.iter_raw()
+        received = b""
+        try:
+            while b"\n" not in received:
+                received += next(chunks)
+        except httpx.ReadTimeout:
+            pytest.fail("the first chunk did not arrive while the app was still running")
+        assert received == b"first chunk\n"
+        gate.open()
+        return received + b"".join(chunks)

@@ -10,7 +10,6 @@ import concurrent.futures
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from compat_suite.deployments import Deployment, Live, deploy
@@ -20,6 +19,7 @@ from tests.e2e.harness import (
     Payload,
     deployments,
     e2e_adapters,
+    read_gated_stream,
     skip_unless_adapter_exists,
 )
 
@@ -68,21 +68,7 @@ def test_post_json(live: Live) -> None:
 
 @on_every_server
 def test_streamed_response_arrives_before_it_ends(live: Live) -> None:
-    with (
-        Gate() as gate,
-        live.client.stream("GET", "/stream", params={"gate": gate.port}) as response,
-    ):
-        assert response.status_code == 200
-        chunks = response.iter_raw()
-        received = b""
-        try:
-            while b"\n" not in received:
-                received += next(chunks)
-        except httpx.ReadTimeout:
-            pytest.fail("the first chunk did not arrive while the app was still running")
-        assert received == b"first chunk\n"
-        gate.open()
-        received += b"".join(chunks)
+    received = read_gated_stream(live.client)
     assert received == b"first chunk\nlast chunk, gate opened\n"
 
 

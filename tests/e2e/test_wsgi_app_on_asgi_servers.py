@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import hashlib
 
-import httpx
 import pytest
 
 from compat_suite.deployments import Live
-from compat_suite.gate import Gate
-from tests.e2e.harness import MiB, Payload, deployments
+from tests.e2e.harness import MiB, Payload, deployments, read_gated_stream
 
 SERVERS = ["uvicorn", "hypercorn", "hypercorn-trio", "granian-asgi"]
 APPS = ["flask", "django"]
@@ -93,26 +91,8 @@ def test_upload_50_mib_chunked(live: Live) -> None:
     assert response.json() == {"bytes": payload.size, "sha256": payload.sha256}
 
 
-def test_streamed_response_arrives_before_it_ends(
-    live: Live, request: pytest.FixtureRequest
-) -> None:
-    # The app yields its first chunk, then waits at a gate only this test can
-    # open: a buffering adapter would never deliver the first chunk.
-    with (
-        Gate() as gate,
-        live.client.stream("GET", "/stream", params={"gate": gate.port}) as response,
-    ):
-        assert response.status_code == 200
-        chunks = response.iter_raw()
-        received = b""
-        try:
-            while b"\n" not in received:
-                received += next(chunks)
-        except httpx.ReadTimeout:
-            pytest.fail("the first chunk did not arrive while the app was still running")
-        assert received == b"first chunk\n"
-        gate.open()
-        received += b"".join(chunks)
+def test_streamed_response_arrives_before_it_ends(live: Live) -> None:
+    received = read_gated_stream(live.client)
     assert received.startswith(b"first chunk\nlast chunk, gate opened")
 
 
