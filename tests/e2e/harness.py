@@ -1,5 +1,5 @@
 """Helpers of the end-to-end tests: which deployments to run, known peer failures,
-payloads, and the gated stream.
+payloads and uploads, and the gated stream.
 
 Adapters come from ``BRIDGE_E2E_ADAPTERS`` (comma-separated, default ``bridge``),
 e.g. ``BRIDGE_E2E_ADAPTERS=bridge,a2wsgi,asgiref``; names that have no adapter in
@@ -203,6 +203,24 @@ class Payload:
     def sha256(self) -> str:
         """Hex digest of everything yielded so far."""
         return self._digest.hexdigest()
+
+
+def upload(client: httpx.Client, size: int, *, chunked: bool = False) -> None:
+    """POST a :class:`Payload` of ``size`` bytes to ``/upload``; the app must
+    report every byte, in order (its length and SHA-256).
+
+    :param chunked: send no ``Content-Length``, so the client sends the body
+        chunked; otherwise declare it.
+    """
+    payload = Payload(size)
+    headers = {}
+    if not chunked:
+        headers = {"Content-Length": str(size), "Content-Type": "application/octet-stream"}
+    response = client.post("/upload", content=iter(payload), headers=headers)
+    if chunked:
+        assert response.request.headers["transfer-encoding"] == "chunked"
+    assert response.status_code == 200, response.text
+    assert response.json() == {"bytes": size, "sha256": payload.sha256}
 
 
 def read_gated_stream(client: httpx.Client) -> bytes:

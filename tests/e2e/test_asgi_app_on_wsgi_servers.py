@@ -16,11 +16,11 @@ from compat_suite.deployments import Deployment, Live, deploy
 from compat_suite.gate import Gate
 from tests.e2e.harness import (
     MiB,
-    Payload,
     deployments,
     e2e_adapters,
     read_gated_stream,
     skip_unless_adapter_exists,
+    upload,
 )
 
 SERVERS = ["gunicorn-sync", "gunicorn-gthread", "gunicorn-preload", "waitress", "wsgiref"]
@@ -75,14 +75,7 @@ def test_streamed_response_arrives_before_it_ends(live: Live) -> None:
 @on_every_server
 @pytest.mark.timeout(120)
 def test_upload_with_content_length(live: Live) -> None:
-    payload = Payload(20 * MiB)
-    response = live.client.post(
-        "/upload",
-        content=iter(payload),
-        headers={"Content-Length": str(payload.size), "Content-Type": "application/octet-stream"},
-    )
-    assert response.status_code == 200
-    assert response.json() == {"bytes": payload.size, "sha256": payload.sha256}
+    upload(live.client, 20 * MiB)
 
 
 @on_every_server
@@ -90,10 +83,7 @@ def test_upload_with_content_length(live: Live) -> None:
 def test_upload_chunked(live: Live) -> None:
     if live.deployment.server == "wsgiref":
         pytest.skip("wsgiref.simple_server does not decode chunked request bodies")
-    payload = Payload(20 * MiB)
-    response = live.client.post("/upload", content=iter(payload))
-    assert response.status_code == 200
-    assert response.json() == {"bytes": payload.size, "sha256": payload.sha256}
+    upload(live.client, 20 * MiB, chunked=True)
 
 
 @on_every_server

@@ -18,7 +18,7 @@ from types import TracebackType
 import pytest
 
 from compat_suite.deployments import Deployment, Live
-from tests.e2e.harness import GiB, MiB, Payload, e2e_adapters
+from tests.e2e.harness import GiB, MiB, e2e_adapters, upload
 
 
 def _with_greenlet(adapters: list[str]) -> list[str]:
@@ -137,17 +137,6 @@ def _download(live: Live, size: int) -> int:
     return received
 
 
-def _upload(live: Live, size: int) -> None:
-    payload = Payload(size)
-    response = live.client.post(
-        "/upload",
-        content=iter(payload),
-        headers={"Content-Length": str(size), "Content-Type": "application/octet-stream"},
-    )
-    assert response.status_code == 200, response.text
-    assert response.json() == {"bytes": size, "sha256": payload.sha256}
-
-
 @pytest.mark.slow
 @pytest.mark.timeout(180)
 def test_download_1_gib_in_bounded_memory(live: Live) -> None:
@@ -164,8 +153,8 @@ def test_download_1_gib_in_bounded_memory(live: Live) -> None:
 @pytest.mark.timeout(180)
 def test_upload_1_gib_in_bounded_memory(live: Live) -> None:
     pid = _worker_pid(live)
-    _upload(live, 32 * MiB)  # warm-up
+    upload(live.client, 32 * MiB)  # warm-up
     with PeakRss(pid) as peak:
-        _upload(live, GiB)
+        upload(live.client, GiB)
     print(peak.describe())  # shown by -rA / -s
     assert peak.growth < LIMIT, peak.describe()

@@ -7,7 +7,7 @@ import hashlib
 import pytest
 
 from compat_suite.deployments import Live
-from tests.e2e.harness import MiB, Payload, deployments, read_gated_stream
+from tests.e2e.harness import MiB, deployments, read_gated_stream, upload
 
 SERVERS = ["uvicorn", "hypercorn", "hypercorn-trio", "granian-asgi"]
 APPS = ["flask", "django"]
@@ -70,25 +70,14 @@ def test_post_json(live: Live) -> None:
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("size", [MiB - 1, 50 * MiB], ids=["in-memory", "50-mib"])
 def test_upload_with_content_length(live: Live, size: int) -> None:
-    payload = Payload(size)
-    response = live.client.post(
-        "/upload",
-        content=iter(payload),
-        headers={"Content-Length": str(payload.size), "Content-Type": "application/octet-stream"},
-    )
-    assert response.status_code == 200
-    assert response.json() == {"bytes": payload.size, "sha256": payload.sha256}
+    upload(live.client, size)
 
 
 @pytest.mark.timeout(120)
 def test_upload_50_mib_chunked(live: Live) -> None:
     if live.deployment.app == "django":
         pytest.skip("Django reads CONTENT_LENGTH bytes only: a chunked body is empty by design")
-    payload = Payload(50 * MiB)
-    response = live.client.post("/upload", content=iter(payload))
-    assert response.request.headers["transfer-encoding"] == "chunked"
-    assert response.status_code == 200
-    assert response.json() == {"bytes": payload.size, "sha256": payload.sha256}
+    upload(live.client, 50 * MiB, chunked=True)
 
 
 def test_streamed_response_arrives_before_it_ends(live: Live) -> None:
