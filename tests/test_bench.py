@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,6 +18,7 @@ import pytest
 from compat_suite import bench_apps, servers
 from compat_suite.__main__ import main
 from compat_suite.bench import CellResult, RunOptions, Selection, UnknownFilter, plan_cells
+from compat_suite.bench.cpu import parse_stat, tree_cpu_seconds
 from compat_suite.bench.plan import E2E, FLASK_NATIVE_SERVER, Cell
 from compat_suite.bench.report import TARGETS, render_markdown
 from compat_suite.bench.runner import _e2e_cell, run_cells
@@ -128,6 +131,52 @@ def test_bench_end_to_end_rows() -> None:
     assert "### End to end" in report
     assert "### Targets" in report
     assert report.count("| wsgi-in-asgi | uvicorn | hello |") == 2
+    assert "| server CPU µs/req | errors |" in report
+    if sys.platform == "linux":
+        for result in results:
+            if result.ok:
+                # One reading per round; the server's tree did some work per request.
+                assert len(result.cpu_us) == len(result.rps), result.cell
+                assert result.median_cpu_us is not None
+                assert result.median_cpu_us > 0
+
+
+def test_bench_parse_stat_counts_fields_after_the_command_name() -> None:
+    # proc(5): the name may hold spaces and parentheses; utime and stime are
+    # fields 14 and 15, counted from the last ")".
+    line = "4242 (web (worker) 1) S 17 4242 4242 0 -1 4194560 5 0 0 0 250 31 0 0 20 0 3 0 9"
+    assert parse_stat(line) == (17, 281)
+    with pytest.raises(ValueError, match="stat"):
+        parse_stat("no parenthesis here")
+
+
+_BURNER = """import sys, time
+end = time.process_time() + 0.3
+while time.process_time() < end:
+    pass
+print("burnt", flush=True)
+sys.stdin.read()
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
+def test_bench_tree_cpu_counts_the_children() -> None:
+    # rule 1 of compat_suite.bench.cpu: a server's workers are its children.
+    with subprocess.Popen(
+        [sys.executable, "-c", _BURNER], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    ) as child:
+        assert child.stdout is not None
+        assert child.stdin is not None
+        assert child.stdout.readline() == "burnt\n"
+        own = tree_cpu_seconds(child.pid)
+        mine = tree_cpu_seconds(os.getpid())
+        child.stdin.close()
+        child.wait()
+    assert own is not None
+    assert own >= 0.25
+    assert mine is not None
+    assert mine >= own
+    assert tree_cpu_seconds(child.pid) is None  # gone
 
 
 def test_bench_command_writes_markdown(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

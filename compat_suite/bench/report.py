@@ -180,7 +180,10 @@ def _result_rows(
         ]
         numbers = _numbers(result, micros=cell.scope == IN_PROCESS)
         spread = f"{result.spread * 100:.0f}%" if result.ok else ""
-        extra = [str(result.errors)] if cell.scope == E2E else []
+        extra = []
+        if cell.scope == E2E:
+            cpu = result.median_cpu_us
+            extra = ["" if cpu is None or not result.ok else f"{cpu:,.0f}", str(result.errors)]
         name = cell.adapter
         if cell.adapter == "native" and cell.workload.name == "flask":
             name = "native (Flask, WSGI)"
@@ -317,6 +320,9 @@ def render_markdown(
         "asgiref has no ASGI-to-WSGI adapter; spread = (max − min) / median over rounds; "
         "per round = the ratio within each interleaved round, and a verdict says how many "
         "rounds disagree with the medians' one",
+        "- server CPU µs/req (end to end): user + system time of the server's process tree "
+        "while wrk ran, over the requests wrk completed, median over rounds; it counts every "
+        "server thread (work overlapping on two cores counts twice), not wrk's own",
         "- workloads: "
         + "; ".join(f"`{w.name}` {w.description}" for w in WORKLOADS)
         + "; MiB/s counts payload bytes (request body for uploads, response body for downloads)",
@@ -343,7 +349,7 @@ def render_markdown(
         lines += [
             "### End to end (wrk, one server worker)",
             "",
-            *markdown_table([*header, *ratio_header, "errors"], rows),
+            *markdown_table([*header, *ratio_header, "server CPU µs/req", "errors"], rows),
             "",
         ]
     problems = [r for r in results if not r.ok]

@@ -27,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from compat_suite import bench_apps, servers
+from compat_suite.bench.cpu import tree_cpu_seconds
 from compat_suite.bench.inprocess import BadResponse, InProcessBench
 from compat_suite.bench.plan import E2E, IN_PROCESS, Cell
 from compat_suite.bench.workloads import WSGI_IN_ASGI, Workload
@@ -68,6 +69,8 @@ class CellResult:
     :param reason: why it is not ok.
     :param errors: wrk socket errors and non-2xx responses, summed over rounds.
     :param argv: the server command line (end to end only).
+    :param cpu_us: end to end, the server's CPU microseconds per request, one
+        entry per round where ``/proc`` could be read (:mod:`compat_suite.bench.cpu`).
     """
 
     cell: Cell
@@ -76,6 +79,7 @@ class CellResult:
     reason: str = ""
     errors: int = 0
     argv: list[str] = field(default_factory=list)
+    cpu_us: list[float] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -86,6 +90,11 @@ class CellResult:
     def median_rps(self) -> float:
         """Median requests per second over rounds (0 when none ran)."""
         return statistics.median(self.rps) if self.rps else 0.0
+
+    @property
+    def median_cpu_us(self) -> float | None:
+        """Median server CPU microseconds per request over rounds; ``None`` if never read."""
+        return statistics.median(self.cpu_us) if self.cpu_us else None
 
     @property
     def spread(self) -> float:
@@ -263,6 +272,7 @@ def _e2e_cell(
     result.argv = server.argv
     try:
         _check_once(server.base_url, cell.workload)
+        cpu_before = tree_cpu_seconds(server.pid)
         measured = run_wrk(
             server.base_url + cell.workload.path,
             cell.workload,
@@ -274,12 +284,15 @@ def _e2e_cell(
         log = _kept_log(cell, server)
         result.mark(_FAILED, f"{type(exc).__name__}: {_one_line(str(exc))} ({log})")
         return
+    cpu_after = tree_cpu_seconds(server.pid)
     result.errors += measured.errors
     if measured.requests_per_second <= 0:
         log = _kept_log(cell, server)
         result.mark(_FAILED, f"wrk completed no request in {options.duration} s ({log})")
         return
     result.rps.append(measured.requests_per_second)
+    if cpu_before is not None and cpu_after is not None and measured.requests > 0:
+        result.cpu_us.append((cpu_after - cpu_before) / measured.requests * 1e6)
 
 
 def _kept_log(cell: Cell, server: servers.RunningServer) -> str:
