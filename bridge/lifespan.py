@@ -31,11 +31,7 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
-from asgiref.compatibility import (
-    double_to_single_callable,
-    guarantee_single_callable,
-    is_double_callable,
-)
+from asgiref.compatibility import double_to_single_callable, is_double_callable
 
 from bridge.errors import (
     AppProtocolError,
@@ -64,6 +60,20 @@ _STOPPING = "stopping"  # lifespan.shutdown delivered, waiting for complete/fail
 _STOPPED = "stopped"
 
 
+def _is_asgi2(app: Any, asgi_version: AsgiVersion) -> bool:
+    """Whether ``app`` is called ASGI 2 style: the one decision behind both
+    :func:`as_asgi3` and :func:`scope_asgi_version`, so they never disagree.
+
+    :raises ValueError: for an ``asgi_version`` other than ``"auto"``, ``"2"``, ``"3"``.
+    """
+    if asgi_version == "auto":
+        # asgiref's rules, as its guarantee_single_callable applies them.
+        return bool(is_double_callable(app))  # type: ignore[no-untyped-call]
+    if asgi_version in ("2", "3"):
+        return asgi_version == "2"
+    raise ValueError(f"asgi_version must be 'auto', '2' or '3', not {asgi_version!r}")
+
+
 def as_asgi3(app: Any, asgi_version: AsgiVersion = "auto") -> ASGIApp:
     """Return ``app`` as an ASGI 3 single callable (SPEC F1-F3).
 
@@ -75,13 +85,9 @@ def as_asgi3(app: Any, asgi_version: AsgiVersion = "auto") -> ASGIApp:
         instance for a sync function that returns a coroutine.
     :raises ValueError: for any other ``asgi_version``.
     """
-    if asgi_version == "3":
-        return app  # type: ignore[no-any-return]
-    if asgi_version == "2":
+    if _is_asgi2(app, asgi_version):
         return cast(ASGIApp, double_to_single_callable(app))  # type: ignore[no-untyped-call]
-    if asgi_version == "auto":
-        return cast(ASGIApp, guarantee_single_callable(app))  # type: ignore[no-untyped-call]
-    raise ValueError(f"asgi_version must be 'auto', '2' or '3', not {asgi_version!r}")
+    return app  # type: ignore[no-any-return]
 
 
 def scope_asgi_version(app: Any, asgi_version: AsgiVersion = "auto") -> str:
@@ -89,17 +95,13 @@ def scope_asgi_version(app: Any, asgi_version: AsgiVersion = "auto") -> str:
 
     SPEC F4 (ASGI main §Legacy Applications): the version names the calling
     convention the server uses, so an ASGI 2 app is told ``"2.0"``, as uvicorn
-    does. Detection is :func:`as_asgi3`'s, so the two always agree.
+    does. It rests on the same decision as :func:`as_asgi3`.
 
     :param app: the ASGI application, as given (before :func:`as_asgi3`).
     :param asgi_version: ``"auto"``, ``"2"`` or ``"3"``, as for :func:`as_asgi3`.
     :raises ValueError: for any other ``asgi_version``.
     """
-    if asgi_version == "auto":
-        return "2.0" if is_double_callable(app) else "3.0"  # type: ignore[no-untyped-call]
-    if asgi_version in ("2", "3"):
-        return f"{asgi_version}.0"
-    raise ValueError(f"asgi_version must be 'auto', '2' or '3', not {asgi_version!r}")
+    return "2.0" if _is_asgi2(app, asgi_version) else "3.0"
 
 
 class LifespanManager:
