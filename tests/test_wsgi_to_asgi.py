@@ -6,6 +6,7 @@ import contextvars
 import gc
 import hashlib
 import io
+import itertools
 import logging
 import threading
 import weakref
@@ -22,6 +23,7 @@ import pytest
 from bridge import ClientDisconnected, ServerProtocolError, WsgiToAsgi
 from bridge.errors import AppProtocolError
 from bridge.types import Environ, Message, StartResponse, WSGIApp
+from bridge.wsgi_greenlet import CHECKPOINT_BYTES, CHECKPOINT_CHUNKS
 from tests.scopes import http_scope
 
 pytestmark = pytest.mark.anyio
@@ -1352,8 +1354,12 @@ async def test_greenlet_job_ends_on_cancellation() -> None:  # B15, never half-r
 @greenlet_only
 async def test_greenlet_job_ends_on_disconnect() -> None:  # B19
     # The peer drops what is sent at no cost, as servers do once the client
-    # is gone: the stream must still stop within a chunk or two, not run on
-    # for as long as it takes to notice (rule 4 of bridge.wsgi_greenlet).
+    # is gone: the stream must still stop within a yield or two to the loop
+    # (one per CHECKPOINT_CHUNKS of these tiny chunks), not run on for as long
+    # as it takes to notice (rule 4 of bridge.wsgi_greenlet). Here the client
+    # leaves before the disconnect watcher has first run: it needs two steps
+    # (start, then see the disconnect), one per yield on asyncio; trio runs
+    # each batch's tasks in random order, so its steps may come one yield later.
     greenlets: list[Any] = []
     holder: list[Result] = []
     peer = Peer()
@@ -1366,7 +1372,57 @@ async def test_greenlet_job_ends_on_disconnect() -> None:  # B19
     await call(greenlet_endless(greenlets, holder), peer)
     assert not greenlets[0].busy
     assert holder[0].closes == 1
-    assert len(peer.bodies) <= 3 + 2
+    assert len(peer.bodies) <= 3 + 3 * CHECKPOINT_CHUNKS
+
+
+@greenlet_only
+@pytest.mark.parametrize(
+    ("chunk_size", "chunks_per_yield"),
+    [(4, CHECKPOINT_CHUNKS), (4096, CHECKPOINT_CHUNKS), (CHECKPOINT_BYTES, 1), (20_000, 4)],
+)
+async def test_greenlet_stream_yields_to_the_loop(chunk_size: int, chunks_per_yield: int) -> None:
+    # Rule 4 of bridge.wsgi_greenlet: the peer's send() never suspends, yet
+    # another task must run once per CHECKPOINT_CHUNKS chunks or
+    # CHECKPOINT_BYTES bytes, whichever comes first (and not at every chunk:
+    # a yield costs as much as a small chunk's crossing).
+    total = 64
+    passes = 0
+    seen: list[int] = []
+    stop = anyio.Event()
+
+    async def other_task() -> None:
+        nonlocal passes
+        while not stop.is_set():
+            passes += 1
+            await anyio.lowlevel.checkpoint()
+
+    def app(environ: Environ, start_response: StartResponse) -> Iterator[bytes]:
+        start_response("200 OK", TEXT)
+        return (b"x" * chunk_size for _ in range(total))
+
+    peer = Peer()
+
+    def on_send(message: Message) -> None:
+        if message["type"] == "http.response.body" and message.get("more_body"):
+            seen.append(passes)
+
+    peer.on_send = on_send
+    async with anyio.create_task_group() as group:
+        group.start_soon(other_task)
+        await anyio.lowlevel.checkpoint()  # let it start
+        await call(app, peer)
+        stop.set()
+    assert len(seen) == total
+    # The yields start with the disconnect watcher, at the second chunk.
+    streamed = seen[1:]
+    yields = (len(streamed) - 1) // chunks_per_yield
+    # Not at every chunk (unless each is worth a yield) ...
+    assert yields - 2 <= streamed[-1] - streamed[0] <= yields + 2, seen
+    # ... yet never long without one. trio runs the tasks of each scheduling
+    # batch in random order, so the other task may run right before one
+    # yield and right after the next: two yields' worth of chunks apart.
+    longest = max(sum(1 for _ in run) for _, run in itertools.groupby(streamed))
+    assert longest <= 2 * chunks_per_yield, seen
 
 
 @greenlet_only
