@@ -8,6 +8,7 @@ import hashlib
 import io
 import itertools
 import logging
+import tempfile
 import threading
 import weakref
 import wsgiref.validate
@@ -1057,6 +1058,36 @@ async def test_large_upload_spills_to_a_temp_file(
     assert peer.body == hashlib.sha256(data).hexdigest().encode() + b" False"
     assert inputs[0].closed  # closed (and deleted) once the request is over
     assert [entry async for entry in anyio.Path(tmp_path).iterdir()] == []
+
+
+async def test_upload_cut_short_leaves_no_temp_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Never lose a request, nor keep what it held: the client leaves after
+    # 3 MiB of a declared 20 MiB, past the memory bound, so the pre-read has
+    # spilled to a temp file, which must be closed. (On POSIX it has no name
+    # in any directory to look for: count what was opened instead.)
+    opened: list[Any] = []
+    make_temp_file = tempfile.TemporaryFile
+
+    def recording(*args: Any, **kwargs: Any) -> Any:
+        temp_file = make_temp_file(*args, **kwargs)
+        opened.append(temp_file)
+        return temp_file
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", recording)
+    called: list[int] = []
+
+    def app(environ: Environ, start_response: StartResponse) -> list[bytes]:
+        called.append(1)
+        start_response("200 OK", TEXT)
+        return []
+
+    piece = {"type": "http.request", "body": b"u" * 65536, "more_body": True}
+    peer = Peer([*[piece] * 48, {"type": "http.disconnect"}])
+    headers = [(b"content-length", str(20 * 1024 * 1024).encode())]
+    await call(app, peer, method="POST", headers=headers)
+    assert called == []  # a disconnect during the pre-read: the app is not called
+    assert len(opened) == 1
+    assert opened[0].closed
 
 
 async def test_small_body_stays_in_memory() -> None:
