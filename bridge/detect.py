@@ -33,7 +33,7 @@ from asgiref.sync import iscoroutinefunction
 
 from bridge.errors import LifespanStartupFailed
 from bridge.lifespan import AsgiVersion, LifespanManager, as_asgi3
-from bridge.types import ASGIApp
+from bridge.types import ASGIApp, Receive, Scope, Send
 
 __all__ = ["Interface", "InterfaceInfo", "detect_interface", "probe_lifespan", "to_asgi3"]
 
@@ -139,8 +139,32 @@ def detect_interface(app: Any, override: str | None = None) -> InterfaceInfo:
     )
 
 
+class _Asgi2OnAsgi3Host:
+    """An ASGI 2 app as the ASGI 3 callable a host calls with its own scopes.
+
+    The host writes ``asgi.version`` ``"3.0"``, since it calls an ASGI 3
+    callable; the app is told ``"2.0"`` (SPEC F4, ASGI main §Legacy
+    Applications), as it would be by uvicorn serving it directly. The scope is
+    copied, not changed: it is the host's.
+    """
+
+    __slots__ = ("_call", "app")
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self._call = as_asgi3(app, "2")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        asgi = dict(scope.get("asgi") or {})
+        asgi["version"] = "2.0"
+        await self._call({**scope, "asgi": asgi}, receive, send)
+
+
 def to_asgi3(app: Any, info: InterfaceInfo) -> ASGIApp:
     """Return the ASGI 3 callable for an ASGI app detected as ``info`` (F2).
+
+    An ASGI 2 app is wrapped so that its scopes say ``asgi.version`` ``"2.0"``
+    whatever the host wrote (F4); an ASGI 3 app is returned as it is.
 
     :param app: the ASGI 2 or 3 application.
     :param info: its detected interface.
@@ -149,6 +173,8 @@ def to_asgi3(app: Any, info: InterfaceInfo) -> ASGIApp:
     version = info.asgi_version
     if version is None:
         raise ValueError("a WSGI app has no ASGI callable; wrap it in WsgiToAsgi")
+    if version == "2":
+        return _Asgi2OnAsgi3Host(app)
     return as_asgi3(app, version)
 
 

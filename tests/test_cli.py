@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import httpx
 import pytest
@@ -46,6 +47,33 @@ def test_cli_serves_a_file_path_target_on_hypercorn() -> None:
     target = "examples/fastapi_on_waitress.py:app"
     with bridge_serve([target, "--server", "hypercorn"]) as server:
         assert httpx.get(server.base_url + "/", timeout=10).text.startswith("hello")
+
+
+ASGI2_APP = """
+import json
+
+
+class App:
+    def __init__(self, scope):
+        self.scope = scope
+
+    async def __call__(self, receive, send):
+        if self.scope["type"] != "http":
+            raise RuntimeError("no lifespan")
+        body = json.dumps(self.scope["asgi"]).encode()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": body})
+"""
+
+
+@pytest.mark.parametrize("server_name", ["uvicorn", "hypercorn"])
+def test_cli_tells_an_asgi2_app_its_version(tmp_path: Path, server_name: str) -> None:
+    # SPEC F4: served on an ASGI host, an ASGI 2 app is told "2.0".
+    (tmp_path / "asgi2_app.py").write_text(ASGI2_APP, encoding="utf-8")
+    args = [f"{tmp_path / 'asgi2_app.py'}:App", "--server", server_name]
+    with bridge_serve(args) as server:
+        asgi = httpx.get(server.base_url + "/", timeout=10).json()
+    assert asgi["version"] == "2.0"
 
 
 def test_cli_inspect_output() -> None:

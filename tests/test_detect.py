@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from asgiref.sync import markcoroutinefunction
 
 from bridge import AsgiToWsgi, LifespanStartupFailed, WsgiToAsgi
-from bridge.detect import detect_interface, probe_lifespan
+from bridge.detect import detect_interface, probe_lifespan, to_asgi3
 from bridge.types import Message, Receive, Scope, Send
 
 
@@ -200,3 +200,45 @@ async def test_probe_lifespan() -> None:
     assert await probe_lifespan(wsgi_function) is False
     with pytest.raises(LifespanStartupFailed, match="no database"):
         await probe_lifespan(failing_lifespan)
+
+
+class Asgi2Recorder:
+    """An ASGI 2 app that records each scope it is built with."""
+
+    seen: ClassVar[list[Scope]] = []
+
+    def __init__(self, scope: Scope) -> None:
+        self.scope = scope
+        Asgi2Recorder.seen.append(scope)
+
+    async def __call__(self, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+
+@pytest.mark.anyio
+async def test_to_asgi3_tells_an_asgi2_app_its_version() -> None:
+    # F4: a host calling the ASGI 3 callable writes "3.0"; the ASGI 2 app
+    # behind it is told "2.0", and the host's scope is left as it was.
+    Asgi2Recorder.seen.clear()
+    app = to_asgi3(Asgi2Recorder, detect_interface(Asgi2Recorder))
+    host_scope: Scope = {"type": "http", "asgi": {"version": "3.0", "spec_version": "2.4"}}
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    await app(host_scope, receive, send)
+    assert [scope["asgi"] for scope in Asgi2Recorder.seen] == [
+        {"version": "2.0", "spec_version": "2.4"}
+    ]
+    assert host_scope["asgi"] == {"version": "3.0", "spec_version": "2.4"}
+    assert [message["type"] for message in sent] == ["http.response.start", "http.response.body"]
+    # No "asgi" key at all (it is optional for a host to write): still "2.0".
+    await app({"type": "http"}, receive, send)
+    assert Asgi2Recorder.seen[-1]["asgi"] == {"version": "2.0"}
+    # An ASGI 3 app is handed back untouched.
+    assert to_asgi3(asgi3_function, detect_interface(asgi3_function)) is asgi3_function

@@ -346,3 +346,31 @@ def test_dispatch_migration_app_on_uvicorn(anyio_backend: str) -> None:
             echoed = client.post("/api/echo", content=b"x" * 100_000).json()
             assert echoed == {"served_by": "flask", "body": "x" * 100_000}
             assert client.get("/").text == "legacy home"
+
+
+class Asgi2Versioned:
+    """An ASGI 2 app answering with the ``asgi`` scope key it was built with."""
+
+    def __init__(self, scope: Scope) -> None:
+        self.scope = scope
+
+    async def __call__(self, receive: Receive, send: Send) -> None:
+        if self.scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    self.scope["state"]["lifespan_asgi"] = dict(self.scope["asgi"])
+                await send({"type": message["type"] + ".complete"})
+                if message["type"] == "lifespan.shutdown":
+                    return
+        await _read_body(receive)
+        await _json(send, {"asgi": self.scope["asgi"], "state": self.scope.get("state")})
+
+
+async def test_dispatch_tells_an_asgi2_mount_its_version() -> None:
+    # SPEC F4: the mounted ASGI 2 app is told "2.0", in requests and lifespan.
+    manager = LifespanManager(Dispatcher({"/two": Asgi2Versioned}))
+    async with manager, _client(manager.app) as client:
+        data = (await client.get("/two/x")).json()
+    assert data["asgi"]["version"] == "2.0"
+    assert data["state"]["lifespan_asgi"]["version"] == "2.0"
