@@ -28,6 +28,12 @@ Rules:
    normal request is answered promptly; a second read of every probe shows
    nothing changed (no late second ``close()``); and, on uvicorn, the server
    stops without a request task still running.
+5. No temp file is left open: once the mix is over, the server's processes
+   hold no unlinked file in the temp directory that they did not hold before
+   it (``WsgiToAsgi`` spills request bodies over 1 MiB to one, and the mix
+   has uploads and clients that leave mid-upload on both sides of that
+   size). Read from ``/proc``, as the requests' ends are not visible to the
+   client: the check waits, up to a deadline, for the set to shrink back.
 
 The apps are the matrix's conformance apps, unchanged: the WSGI one through
 ``WsgiToAsgi`` (both executors) on ASGI servers, the ASGI one through
@@ -43,10 +49,13 @@ import os
 import random
 import socket
 import struct
+import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -74,6 +83,8 @@ MIX_DEADLINE = 60.0
 PROBE_DEADLINE = 30.0
 #: Seconds the request after the mix may take.
 PROMPT = 5.0
+#: Seconds between two reads of the server's open files (rule 5).
+FD_POLL = 0.05
 
 _WSGI_APP = "conformance_wsgi"
 _ASGI_APP = "conformance_asgi"
@@ -664,6 +675,63 @@ def _check_workers_free(client: httpx.Client, workers: int, ledger: Ledger) -> N
                 ledger.fail(None, f"a held request ended {response.status_code} {response.text!r}")
 
 
+def _process_tree(root: int) -> list[int]:
+    """``root`` and every process descended from it (a server's workers), from ``/proc``."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text(encoding="ascii", errors="replace")
+        except OSError:
+            continue  # the process has just ended
+        # "pid (comm) state ppid ...": comm may hold spaces and parentheses.
+        ppid = int(stat.rpartition(")")[2].split()[1])
+        children.setdefault(ppid, []).append(int(entry.name))
+    tree, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        tree.append(pid)
+        todo.extend(children.get(pid, ()))
+    return tree
+
+
+def open_temp_files(root: int) -> set[str]:
+    """Unlinked files in the temp directory the server's processes hold, as ``pid:fd -> path``.
+
+    :func:`tempfile.TemporaryFile` unlinks its file at once (or opens it
+    ``O_TMPFILE``), so ``/proc/<pid>/fd`` shows it as ``<tempdir>/... (deleted)``.
+    """
+    prefix = tempfile.gettempdir().rstrip(os.sep) + os.sep
+    held = set()
+    for pid in _process_tree(root):
+        try:
+            fds = list(Path(f"/proc/{pid}/fd").iterdir())
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                path = os.readlink(fd)
+            except OSError:
+                continue  # closed meanwhile
+            if path.startswith(prefix) and path.endswith(" (deleted)"):
+                held.add(f"{pid}:{fd.name} -> {path}")
+    return held
+
+
+def check_temp_files_closed(root: int, before: set[str], ledger: Ledger) -> None:
+    """Rule 5: wait, up to :data:`PROBE_DEADLINE`, until no temp file beyond ``before`` is open."""
+    deadline = time.monotonic() + PROBE_DEADLINE
+    while True:
+        left = open_temp_files(root) - before
+        if not left:
+            return
+        if time.monotonic() > deadline:
+            ledger.fail(None, f"{len(left)} temp files still open: {sorted(left)[:5]}")
+            return
+        time.sleep(FD_POLL)
+
+
 def check_after_mix(client: httpx.Client, target: Target, ledger: Ledger) -> None:
     """Rule 4, in order. A server that stops answering ends the checks with that failure."""
     try:
@@ -733,8 +801,12 @@ def test_no_request_is_lost(soak_server: Live) -> None:
     wsgi_app = deployment.app == _WSGI_APP
     plans = plan_mix(WSGI_MIX if wsgi_app else ASGI_MIX, SEED)
 
+    server_pid = soak_server.server.pid
+    temp_files_before = open_temp_files(server_pid) if sys.platform == "linux" else set()
     ledger = run_mix(target, WSGI_KINDS if wsgi_app else ASGI_KINDS, plans)
     check_after_mix(soak_server.client, target, ledger)
+    if sys.platform == "linux":
+        check_temp_files_closed(server_pid, temp_files_before, ledger)
 
     assert not ledger.failures, (
         f"{len(ledger.failures)} broken promises in {len(plans)} requests "
