@@ -116,27 +116,23 @@ class _Exchange(ResponseState):
         if self.abort_reason is not None:
             raise ClientDisconnected(self.abort_reason)
         with self.guarded():
-            return await self.direct_crossing(fn, *args)
+            try:
+                return await fn(*args)
+            except OSError as exc:
+                self.send_failed(exc)
+                raise
         raise ClientDisconnected(self.abort_reason or "the request was aborted")
 
-    async def direct_crossing(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
-        """:meth:`crossing` without the cancel scope, when nothing else can call :meth:`abort`.
+    def send_failed(self, exc: OSError) -> None:
+        """Record that ``send()`` raised ``exc``: the client is gone.
 
-        The greenlet executor uses it until the disconnect watcher starts: an
-        anyio ``CancelScope`` costs more than the rest of a crossing.
+        ASGI www §Disconnected Client: send() raises OSError once the client
+        is gone. Remembered, so the sync side can tell it apart from an
+        OSError of the app's own.
         """
-        if self.abort_reason is not None:
-            raise ClientDisconnected(self.abort_reason)
-        try:
-            return await fn(*args)
-        except OSError as exc:
-            # ASGI www §Disconnected Client: send() raises OSError once the
-            # client is gone. Remember it, so the sync side can tell it
-            # apart from an OSError of the app's own.
-            self.disconnected = True
-            if self.abort_reason is None:
-                self.abort_reason = f"the client disconnected: {exc!r}"
-            raise
+        self.disconnected = True
+        if self.abort_reason is None:
+            self.abort_reason = f"the client disconnected: {exc!r}"
 
     def abort(self, reason: str) -> None:
         """Wake the sync side: cancel its pending crossing and fail every later one."""

@@ -170,12 +170,13 @@ class GreenletExecutor:
     async def _drive_watched(self, runner: _Runner, value: Any, exchange: _Exchange) -> Any:
         """:meth:`_drive` while the disconnect watcher runs (rule 4)."""
         checkpoint = current_checkpoint()
+        send = exchange.send
         # One cancel scope for the whole phase, which abort() cancels, rather
         # than one per crossing: a scope costs more than the rest of a crossing.
         with exchange.guarded():
             chunks = nbytes = 0
             while value is not _ENDED:
-                nbytes += _body_size(value)
+                nbytes += _body_size(value, send)
                 chunks += 1
                 value = await _cross(runner, value, exchange)
                 if value is not _ENDED and (
@@ -202,7 +203,17 @@ class GreenletExecutor:
         return result
 
     def emit(self, exchange: _Exchange, start: Message | None, body: Item) -> None:
-        self.call_async(exchange, _send_start_and_body, exchange, start, body)
+        runner = getcurrent()
+        if not isinstance(runner, _Runner):
+            raise RuntimeError("emit() outside the greenlet of a WsgiToAsgi request")
+        if start is None and type(body) is bytes:
+            # A chunk of a streamed body, the common crossing: the task awaits
+            # send() itself, one coroutine frame instead of two (rule 1).
+            if body:
+                message = {"type": "http.response.body", "body": body, "more_body": True}
+                runner.parent.switch((exchange.send, (message,)))
+            return
+        runner.parent.switch((_send_start_and_body, (exchange, start, body)))
 
 
 async def _cross(runner: _Runner, value: tuple[Any, Any], exchange: _Exchange) -> Any:
@@ -211,8 +222,16 @@ async def _cross(runner: _Runner, value: tuple[Any, Any], exchange: _Exchange) -
     :returns: what the job switches out next: a crossing, or :data:`_ENDED`.
     """
     fn, args = value
+    # _Exchange.crossing without its cancel scope (rule 4 says when one
+    # covers the phase), written out here: another coroutine frame per
+    # crossing would cost more than the check.
+    if exchange.abort_reason is not None:
+        return runner.throw(ClientDisconnected(exchange.abort_reason))
     try:
-        result = await exchange.direct_crossing(fn, *args)
+        result = await fn(*args)
+    except OSError as exc:
+        exchange.send_failed(exc)
+        return runner.throw(exc)
     except Exception as exc:
         return runner.throw(exc)
     except BaseException:
@@ -223,9 +242,15 @@ async def _cross(runner: _Runner, value: tuple[Any, Any], exchange: _Exchange) -
     return runner.switch(result)
 
 
-def _body_size(crossing: tuple[Any, Any]) -> int:
-    """The body bytes ``crossing`` sends; any other crossing counts as a whole yield's worth."""
+def _body_size(crossing: tuple[Any, Any], send: Any) -> int:
+    """The body bytes ``crossing`` sends; any other crossing counts as a whole yield's worth.
+
+    :param send: the request's ASGI ``send``, which a body chunk's crossing calls.
+    """
     fn, args = crossing
+    if fn is send:
+        chunk: bytes = args[0]["body"]  # (message,): GreenletExecutor.emit
+        return len(chunk)
     if fn is _send_start_and_body:
         body = args[2]  # (exchange, start, body): GreenletExecutor.emit
         if type(body) is bytes:
