@@ -18,7 +18,7 @@ import pytest
 from compat_suite import bench_apps, servers
 from compat_suite.__main__ import main
 from compat_suite.bench import CellResult, RunOptions, Selection, UnknownFilter, plan_cells
-from compat_suite.bench.cpu import parse_stat, tree_cpu_seconds
+from compat_suite.bench.cpu import parse_stat, process_tree, tree_cpu_seconds
 from compat_suite.bench.plan import E2E, FLASK_NATIVE_SERVER, Cell
 from compat_suite.bench.report import TARGETS, render_markdown
 from compat_suite.bench.runner import _e2e_cell, run_cells
@@ -170,8 +170,12 @@ def test_bench_tree_cpu_counts_the_children() -> None:
         assert child.stdout.readline() == "burnt\n"
         own = tree_cpu_seconds(child.pid)
         mine = tree_cpu_seconds(os.getpid())
+        tree = process_tree(os.getpid())
         child.stdin.close()
         child.wait()
+    assert tree[0] == os.getpid()
+    assert child.pid in tree
+    assert process_tree(child.pid) == []  # gone
     assert own is not None
     assert own >= 0.25
     assert mine is not None

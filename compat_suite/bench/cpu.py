@@ -4,7 +4,8 @@ Rules:
 
 1. A server is the process the benchmark started plus every live descendant
    (gunicorn's arbiter and its worker, granian's supervisor and its worker):
-   :func:`tree_cpu_seconds` sums user and system time over all of them.
+   :func:`process_tree` lists them, and :func:`tree_cpu_seconds` sums user
+   and system time over all of them.
 2. Throughput on a shared 2-core machine moves by ±20% between runs; the CPU a
    server spends per request moves less, and it is what an adapter adds to
    the server's bill. The end-to-end cells report it beside requests per
@@ -20,7 +21,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["parse_stat", "tree_cpu_seconds"]
+__all__ = ["parse_stat", "process_tree", "tree_cpu_seconds"]
 
 _PROC = Path("/proc")
 
@@ -56,6 +57,27 @@ def _stats() -> dict[int, tuple[int, int]]:
     return found
 
 
+def _tree(pid: int, stats: dict[int, tuple[int, int]]) -> list[int]:
+    """``pid`` and its descendants among ``stats`` (rule 1); empty if ``pid`` is not there."""
+    if pid not in stats:
+        return []
+    children: dict[int, list[int]] = {}
+    for child, (parent, _ticks) in stats.items():
+        children.setdefault(parent, []).append(child)
+    tree = []
+    todo = [pid]
+    while todo:
+        current = todo.pop()
+        tree.append(current)
+        todo.extend(children.get(current, ()))
+    return tree
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its live descendants (rule 1); empty where ``/proc`` cannot be read."""
+    return _tree(pid, _stats()) if _PROC.is_dir() else []
+
+
 def tree_cpu_seconds(pid: int) -> float | None:
     """User plus system CPU seconds of ``pid`` and its live descendants (rule 1).
 
@@ -64,15 +86,8 @@ def tree_cpu_seconds(pid: int) -> float | None:
     if not (_PROC / "self" / "stat").exists():
         return None
     stats = _stats()
-    if pid not in stats:
+    tree = _tree(pid, stats)
+    if not tree:
         return None
-    children: dict[int, list[int]] = {}
-    for child, (parent, _ticks) in stats.items():
-        children.setdefault(parent, []).append(child)
-    ticks = 0
-    todo = [pid]
-    while todo:
-        current = todo.pop()
-        ticks += stats[current][1]
-        todo.extend(children.get(current, ()))
+    ticks = sum(stats[member][1] for member in tree)
     return ticks / os.sysconf("SC_CLK_TCK")

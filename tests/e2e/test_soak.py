@@ -65,6 +65,7 @@ import pytest
 from bridge.wsgi_to_asgi import MAX_THREADS
 from compat_suite.apps import CHUNK_SIZE
 from compat_suite.apps.probes import DISCONNECT_CHUNKS, FILE_BODY, PROBE_PREFIX, poll_probe
+from compat_suite.bench.cpu import process_tree
 from compat_suite.deployments import Deployment, Live
 from compat_suite.gate import Gate
 from compat_suite.matrix.variants import MATRIX_ADAPTER_ENV
@@ -675,27 +676,6 @@ def _check_workers_free(client: httpx.Client, workers: int, ledger: Ledger) -> N
                 ledger.fail(None, f"a held request ended {response.status_code} {response.text!r}")
 
 
-def _process_tree(root: int) -> list[int]:
-    """``root`` and every process descended from it (a server's workers), from ``/proc``."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text(encoding="ascii", errors="replace")
-        except OSError:
-            continue  # the process has just ended
-        # "pid (comm) state ppid ...": comm may hold spaces and parentheses.
-        ppid = int(stat.rpartition(")")[2].split()[1])
-        children.setdefault(ppid, []).append(int(entry.name))
-    tree, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        tree.append(pid)
-        todo.extend(children.get(pid, ()))
-    return tree
-
-
 def open_temp_files(root: int) -> set[str]:
     """Unlinked files in the temp directory the server's processes hold, as ``pid:fd -> path``.
 
@@ -704,7 +684,7 @@ def open_temp_files(root: int) -> set[str]:
     """
     prefix = tempfile.gettempdir().rstrip(os.sep) + os.sep
     held = set()
-    for pid in _process_tree(root):
+    for pid in process_tree(root):
         try:
             fds = list(Path(f"/proc/{pid}/fd").iterdir())
         except OSError:
