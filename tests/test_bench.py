@@ -20,7 +20,7 @@ from compat_suite.__main__ import main
 from compat_suite.bench import CellResult, RunOptions, Selection, UnknownFilter, plan_cells
 from compat_suite.bench.cpu import parse_stat, process_tree, tree_cpu_seconds
 from compat_suite.bench.plan import E2E, FLASK_NATIVE_SERVER, Cell
-from compat_suite.bench.report import TARGETS, render_markdown
+from compat_suite.bench.report import TARGETS, paired_ratio, render_markdown
 from compat_suite.bench.runner import _e2e_cell, run_cells
 from compat_suite.bench.workloads import ASGI_IN_WSGI, WORKLOADS, WSGI_IN_ASGI, workload
 from compat_suite.bench.wrk import parse_wrk_output, wrk_path
@@ -240,7 +240,7 @@ def test_a_cell_whose_server_died_keeps_the_whole_server_log() -> None:
     ) as server:
         os.kill(server.pid, signal.SIGKILL)
         os.waitpid(server.pid, 0)
-        _e2e_cell(cell, server, result, _TINY)
+        _e2e_cell(cell, server, result, _TINY, 0)
         assert result.status == "failed"
         kept = Path(result.reason.split("whole log: ", 1)[1].split(";", 1)[0])
     try:
@@ -248,6 +248,59 @@ def test_a_cell_whose_server_died_keeps_the_whole_server_log() -> None:
         assert "Uvicorn running" in kept.read_text(encoding="utf-8")
     finally:
         kept.unlink()
+
+
+@pytest.mark.skipif(wrk_path() is None, reason="wrk is not installed")
+def test_a_round_that_failed_does_not_lose_the_rounds_that_worked() -> None:
+    cell = Cell(E2E, WSGI_IN_ASGI, "uvicorn", workload("hello"), "bridge-thread")
+    result = CellResult(cell)
+    target, env = "compat_suite.bench_apps:asgi_served", {bench_apps.ADAPTER_ENV: cell.adapter}
+    with servers.serve("uvicorn", target, env=env) as server:
+        os.kill(server.pid, signal.SIGKILL)
+        os.waitpid(server.pid, 0)
+        _e2e_cell(cell, server, result, _TINY, 0)
+    Path(result.reason.split("whole log: ", 1)[1].split(";", 1)[0]).unlink()
+    # The next round runs on a fresh server, as run_cells starts one per round.
+    with servers.serve("uvicorn", target, env=env) as server:
+        _e2e_cell(cell, server, result, _TINY, 1)
+    assert result.ok
+    assert result.status == "ok"
+    assert result.rounds == 2
+    assert list(result.by_round()) == [1]
+    assert result.by_round()[1] > 0
+    assert "ConnectionRefusedError" in result.reason  # the failed round's, kept
+
+
+def test_a_failed_round_is_shown_and_left_out_of_the_ratios() -> None:
+    def result(adapter: str, rps: list[float], failures: dict[int, str]) -> CellResult:
+        cell = Cell(E2E, WSGI_IN_ASGI, "uvicorn", workload("stream-down-4k"), adapter)
+        return CellResult(cell, rps=rps, failures=failures)
+
+    results = [
+        result("bridge-thread", [400.0, 900.0, 800.0], {}),
+        # a2wsgi completed round 1 only: its 100 must be compared with 400,
+        # from the same round, not with the median of all three (800).
+        result("a2wsgi", [100.0], {1: "TimeoutError: timed out", 2: "TimeoutError: timed out"}),
+        result("native", [], {0: "BadResponse: 500", 1: "BadResponse: 500", 2: "BadResponse: 500"}),
+    ]
+    assert results[1].by_round() == {0: 100.0}
+    assert (results[1].status, results[1].reason) == ("ok", "TimeoutError: timed out")
+    assert results[2].status == "failed"
+    assert paired_ratio(results[0], results[1]) == pytest.approx(4.0)
+    assert paired_ratio(results[0], results[2]) is None
+    report = render_markdown(results, _TINY, "python -m compat_suite bench (test)")
+    streams = report.split("### Streams vs a2wsgi", 1)[1].split("###", 1)[0]
+    assert (
+        "| bridge-thread | 800.0 | 100.0 (1 of 3 rounds) | 4.00× | 4× | — "
+        "| met (over the 1 of 3 rounds both completed) |"
+    ) in streams
+    table = report.split("### End to end", 1)[1].split("###", 1)[0]
+    assert "| a2wsgi | 100 (1 of 3 rounds) | 100.0 | 1.00× |" in table
+    assert "| native | failed | — |" in table
+    failures = report.split("### Failed rounds and cells not measured", 1)[1]
+    assert "- a2wsgi (e2e uvicorn stream-down-4k): failed in round 2 of 3: TimeoutError" in failures
+    assert "- a2wsgi (e2e uvicorn stream-down-4k): failed in round 3 of 3: TimeoutError" in failures
+    assert "- native (e2e uvicorn stream-down-4k): failed in round 1 of 3: BadResponse" in failures
 
 
 def test_the_targets_table_gives_goal_rounds_and_verdict() -> None:

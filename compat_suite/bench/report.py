@@ -2,7 +2,9 @@
 
 Every ratio is a *throughput* ratio, row over reference, computed from the
 medians: above 1.00 the row is faster. For "µs/req" that is reference µs over
-row µs, the same number.
+row µs, the same number. A ratio takes its medians over the rounds both cells
+completed, so a round one of them failed (:mod:`compat_suite.bench.runner`,
+rule 3) never pits one round's machine against another's.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import importlib.metadata
 import importlib.util
 import os
 import platform
+import statistics
 import sys
 from collections.abc import Iterable, Sequence
 
@@ -25,6 +28,7 @@ __all__ = [
     "TARGETS",
     "machine_lines",
     "markdown_table",
+    "paired_ratio",
     "render_markdown",
     "round_ratios",
 ]
@@ -135,14 +139,40 @@ def _reference_key(cell: Cell, adapter: str) -> Key:
     return (cell.scope, cell.direction, setting, cell.workload.name, adapter)
 
 
+def _paired(row: CellResult, reference: CellResult) -> list[tuple[float, float]]:
+    """(row, reference) requests per second of each round both completed."""
+    theirs = reference.by_round()
+    return [(ours, theirs[index]) for index, ours in row.by_round().items() if index in theirs]
+
+
+def paired_ratio(row: CellResult | None, reference: CellResult | None) -> float | None:
+    """The row's median over the reference's, over the rounds both completed.
+
+    :returns: ``None`` when either is missing or they share no completed round.
+    """
+    if row is None or reference is None:
+        return None
+    pairs = _paired(row, reference)
+    if not pairs:
+        return None
+    theirs = statistics.median(reference for _, reference in pairs)
+    return statistics.median(ours for ours, _ in pairs) / theirs if theirs > 0 else None
+
+
 def _ratio(row: CellResult | None, reference: CellResult | None) -> str:
-    if row is None or reference is None or not row.ok or not reference.ok:
-        return "—"
-    return f"{row.median_rps / reference.median_rps:.2f}×"
+    ratio = paired_ratio(row, reference)
+    return "—" if ratio is None else f"{ratio:.2f}×"
 
 
 def _mib_s(result: CellResult) -> float:
     return result.median_rps * result.cell.workload.payload_bytes / _MIB
+
+
+def _completed(result: CellResult) -> str:
+    """`` (2 of 3 rounds)`` after the numbers of a cell that failed some rounds."""
+    if not result.failures:
+        return ""
+    return f" ({len(result.rps)} of {result.rounds} rounds)"
 
 
 def _numbers(result: CellResult, *, micros: bool) -> list[str]:
@@ -150,7 +180,7 @@ def _numbers(result: CellResult, *, micros: bool) -> list[str]:
         blanks = ["—"] * (2 if micros else 1)
         return [result.status, *blanks]
     numbers = [f"{1e6 / result.median_rps:,.1f}"] if micros else []
-    numbers.append(f"{result.median_rps:,.0f}")
+    numbers.append(f"{result.median_rps:,.0f}{_completed(result)}")
     workload = result.cell.workload
     numbers.append(f"{_mib_s(result):,.1f}" if workload.reports_throughput else "")
     return numbers
@@ -211,10 +241,11 @@ def _target_lines(index: dict[Key, CellResult]) -> list[str]:
                 if row.ok and reference.ok
                 else f"{row.status} / {reference.status}"
             )
-            if row.ok and reference.ok:
+            ratio = paired_ratio(row, reference)
+            if ratio is not None:
                 per_round = round_ratios(row, reference)
-                rounds = " / ".join(f"{ratio:.2f}" for ratio in per_round)
-                verdict = _met(row.median_rps / reference.median_rps, per_round, goal)
+                rounds = " / ".join(f"{value:.2f}" for value in per_round)
+                verdict = _met(ratio, per_round, goal, max(row.rounds, reference.rounds))
         rows.append([label, _ratio(row, reference), f"{goal:g}×", rounds, verdict, detail])
     header = ["Comparison", "Ratio", "Goal", "Per round", "Verdict", "Medians"]
     return markdown_table(header, rows)
@@ -225,23 +256,28 @@ def round_ratios(row: CellResult, reference: CellResult) -> list[float]:
 
     Rounds are interleaved: round *i* of both ran minutes apart at most, so
     their ratio is less exposed to the machine's drift than the medians'.
+    Only rounds both completed count.
     """
-    # Both cells ran every round when both are ok; never fail a finished run on it.
-    pairs = zip(row.rps, reference.rps, strict=False)
-    return [ours / theirs for ours, theirs in pairs if theirs > 0]
+    return [ours / theirs for ours, theirs in _paired(row, reference) if theirs > 0]
 
 
-def _met(ratio: float, per_round: Sequence[float], goal: float) -> str:
-    """``met`` or ``not met`` by the medians, and how many rounds disagree."""
+def _met(ratio: float, per_round: Sequence[float], goal: float, rounds: int) -> str:
+    """``met`` or ``not met`` by the medians, and how many rounds disagree.
+
+    :param rounds: how many rounds the two cells took part in; when fewer
+        completed for both, the verdict says over how many it stands.
+    """
     verdict = "met" if ratio >= goal else "not met"
     reached = sum(1 for value in per_round if value >= goal)
     if 0 < reached < len(per_round):
         verdict += f" (reached in {reached} of {len(per_round)} rounds)"
+    if len(per_round) < rounds:
+        verdict += f" (over the {len(per_round)} of {rounds} rounds both completed)"
     return verdict
 
 
 def _short(result: CellResult) -> str:
-    return f"{result.median_rps:,.0f}"
+    return f"{result.median_rps:,.0f}{_completed(result)}"
 
 
 def _stream_lines(results: Sequence[CellResult], index: dict[Key, CellResult]) -> list[str]:
@@ -253,9 +289,10 @@ def _stream_lines(results: Sequence[CellResult], index: dict[Key, CellResult]) -
             continue
         reference = index.get(_reference_key(cell, "a2wsgi"))
         native = index.get(_reference_key(cell, "native"))
-        ours = f"{_mib_s(result):,.1f}" if result.ok else result.status
+        ours = f"{_mib_s(result):,.1f}{_completed(result)}" if result.ok else result.status
         theirs = "—" if reference is None else (
-            f"{_mib_s(reference):,.1f}" if reference.ok else reference.status
+            f"{_mib_s(reference):,.1f}{_completed(reference)}" if reference.ok
+            else reference.status
         )  # fmt: skip
         rows.append(
             [
@@ -281,12 +318,15 @@ def _verdict(
     row: CellResult, native: CellResult | None, reference: CellResult | None, goal: float
 ) -> str:
     """Whether ``row`` reaches ``goal`` times ``reference``; names a goal the native app misses."""
-    if not row.ok or reference is None or not reference.ok:
+    ratio = paired_ratio(row, reference)
+    if ratio is None or reference is None:
         return "—"
-    verdict = _met(row.median_rps / reference.median_rps, round_ratios(row, reference), goal)
+    rounds = max(row.rounds, reference.rounds)
+    verdict = _met(ratio, round_ratios(row, reference), goal, rounds)
     if verdict.startswith("met"):
         return verdict
-    if native is not None and native.ok and native.median_rps < goal * reference.median_rps:
+    native_ratio = paired_ratio(native, reference)
+    if native_ratio is not None and native_ratio < goal:
         # The app without any adapter does not reach the goal in this cell.
         return verdict + "; the native app misses it too"
     return verdict
@@ -319,7 +359,9 @@ def render_markdown(
         "Flask's native reference is the same Flask app on gunicorn's sync worker; "
         "asgiref has no ASGI-to-WSGI adapter; spread = (max − min) / median over rounds; "
         "per round = the ratio within each interleaved round, and a verdict says how many "
-        "rounds disagree with the medians' one",
+        "rounds disagree with the medians' one; a cell that failed a round is tried again "
+        "the next one, shows how many rounds it completed, and is compared over the rounds "
+        "both sides completed",
         "- server CPU µs/req (end to end): user + system time of the server's process tree "
         "while wrk ran, over the requests wrk completed, median over rounds; it counts every "
         "server thread (work overlapping on two cores counts twice), not wrk's own",
@@ -352,9 +394,9 @@ def render_markdown(
             *markdown_table([*header, *ratio_header, "server CPU µs/req", "errors"], rows),
             "",
         ]
-    problems = [r for r in results if not r.ok]
+    problems = [r for r in results if r.unavailable or r.failures]
     if problems:
-        lines += ["### Not measured", "", *_problem_lines(problems), ""]
+        lines += ["### Failed rounds and cells not measured", "", *_problem_lines(problems), ""]
     servers = {r.cell.setting: r.argv for r in end_to_end if r.argv}
     if servers:
         lines += ["### Server command lines", ""]
@@ -367,15 +409,26 @@ def _problem_lines(problems: Sequence[CellResult]) -> list[str]:
     # One line per distinct reason: a missing adapter would otherwise fill a page.
     grouped: dict[tuple[str, str, str], list[CellResult]] = {}
     for result in problems:
-        grouped.setdefault((result.cell.adapter, result.status, result.reason), []).append(result)
+        for what, reason in _problems_of(result):
+            grouped.setdefault((result.cell.adapter, what, reason), []).append(result)
     lines = []
-    for (adapter, status, reason), members in grouped.items():
+    for (adapter, what, reason), members in grouped.items():
         where = ", ".join(
             " ".join((r.cell.scope, r.cell.setting, r.cell.workload.name)) for r in members[:4]
         )
         more = f" and {len(members) - 4} more" if len(members) > 4 else ""
-        lines.append(f"- {adapter} ({where}{more}): {status}: {reason}")
+        lines.append(f"- {adapter} ({where}{more}): {what}: {reason}")
     return lines
+
+
+def _problems_of(result: CellResult) -> list[tuple[str, str]]:
+    """(what happened, why) for a cell: unavailable, or each failed round."""
+    if result.unavailable:
+        return [("unavailable", result.unavailable)]
+    return [
+        (f"failed in round {index + 1} of {result.rounds}", reason)
+        for index, reason in sorted(result.failures.items())
+    ]
 
 
 def _relative(argv: list[str]) -> list[str]:

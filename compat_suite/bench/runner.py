@@ -10,14 +10,18 @@ Rules:
    at once, runs every workload against them, then stops them: startup costs
    are paid once per round and idle servers sleep.
 3. A cell that cannot run (adapter not written yet, server or wrk missing) is
-   "unavailable"; one that runs but answers wrongly or crashes is "failed".
-   Neither stops the run.
+   "unavailable" and is never tried again. One that runs but answers wrongly,
+   hangs or crashes fails *that round*: the failure and its reason are kept,
+   and the cell is tried again in the next round (end to end on a fresh
+   server), so one bad round does not throw away the rounds that worked.
+   A cell that failed every round is "failed". Nothing stops the run.
 """
 
 from __future__ import annotations
 
 import contextlib
 import http.client
+import itertools
 import os
 import statistics
 import sys
@@ -35,8 +39,6 @@ from compat_suite.bench.wrk import WrkError, run_wrk, wrk_path
 
 __all__ = ["CellResult", "RunOptions", "run_cells"]
 
-_UNAVAILABLE = "unavailable"
-_FAILED = "failed"
 # How much of a failed server's log is kept (the end of it).
 _KEPT_LOG_LIMIT = 200_000
 
@@ -64,9 +66,11 @@ class CellResult:
     """What a cell produced over the rounds.
 
     :param cell: the cell.
-    :param rps: requests per second, one entry per round that ran.
-    :param status: ``"ok"``, ``"unavailable"`` or ``"failed"``.
-    :param reason: why it is not ok.
+    :param rps: requests per second, one entry per round that completed, in
+        round order.
+    :param failures: the rounds that did not complete: round index (from 0)
+        to why (rule 3).
+    :param unavailable: why the cell could never run, or ``""``.
     :param errors: wrk socket errors and non-2xx responses, summed over rounds.
     :param argv: the server command line (end to end only).
     :param cpu_us: end to end, the server's CPU microseconds per request, one
@@ -75,16 +79,44 @@ class CellResult:
 
     cell: Cell
     rps: list[float] = field(default_factory=list)
-    status: str = "ok"
-    reason: str = ""
+    failures: dict[int, str] = field(default_factory=dict)
+    unavailable: str = ""
     errors: int = 0
     argv: list[str] = field(default_factory=list)
     cpu_us: list[float] = field(default_factory=list)
 
     @property
+    def status(self) -> str:
+        """``"unavailable"``, ``"failed"`` (no round completed) or ``"ok"``."""
+        if self.unavailable:
+            return "unavailable"
+        return "failed" if self.failures and not self.rps else "ok"
+
+    @property
+    def reason(self) -> str:
+        """Why the cell could not run, or why its first failed round failed; else ``""``."""
+        if self.unavailable:
+            return self.unavailable
+        return self.failures[min(self.failures)] if self.failures else ""
+
+    @property
     def ok(self) -> bool:
-        """Whether the cell has numbers to show."""
-        return self.status == "ok" and bool(self.rps)
+        """Whether the cell has numbers to show (from at least one round)."""
+        return not self.unavailable and bool(self.rps)
+
+    @property
+    def rounds(self) -> int:
+        """Rounds the cell took part in: completed and failed."""
+        return len(self.rps) + len(self.failures)
+
+    def by_round(self) -> dict[int, float]:
+        """Requests per second of each completed round, by round index.
+
+        Every round the cell took part in either completed or failed, so the
+        completed ones are the indexes :attr:`failures` leaves out, in order.
+        """
+        completed = (index for index in itertools.count() if index not in self.failures)
+        return dict(zip(completed, self.rps, strict=False))
 
     @property
     def median_rps(self) -> float:
@@ -103,10 +135,14 @@ class CellResult:
             return 0.0
         return (max(self.rps) - min(self.rps)) / self.median_rps
 
-    def mark(self, status: str, reason: str) -> None:
-        """Record that the cell could not run or failed; the first reason wins."""
-        if self.status == "ok":
-            self.status, self.reason = status, _one_line(reason)
+    def mark_unavailable(self, reason: str) -> None:
+        """Record that the cell cannot run at all; the first reason wins."""
+        if not self.unavailable:
+            self.unavailable = _one_line(reason)
+
+    def fail(self, round_index: int, reason: str) -> None:
+        """Record that round ``round_index`` did not complete, and why (rule 3)."""
+        self.failures.setdefault(round_index, _one_line(reason))
 
 
 def _one_line(text: str, limit: int = 240) -> str:
@@ -146,7 +182,7 @@ def _in_process_round(
     for group in groups.values():
         for cell in _rotated(group, round_index):
             result = results[cell.key]
-            if result.status != "ok":
+            if result.unavailable:
                 continue
             concurrency = 1 if cell.setting == "sequential" else options.connections
             try:
@@ -155,21 +191,24 @@ def _in_process_round(
                     options.inproc_duration,
                 )  # fmt: skip
             except bench_apps.AdapterUnavailable as exc:
-                result.mark(_UNAVAILABLE, str(exc))
+                result.mark_unavailable(str(exc))
                 continue
             except (
                 Exception
             ) as exc:  # a broken adapter (BadResponse or a crash) must not stop the run
-                result.mark(_FAILED, f"{type(exc).__name__}: {exc}")
+                result.fail(round_index, f"{type(exc).__name__}: {exc}")
+                progress(_progress_line(round_index, cell, result))
                 continue
             result.rps.append(sample.requests_per_second)
-            progress(_progress_line(round_index, cell, sample.requests_per_second))
+            progress(_progress_line(round_index, cell, result))
 
 
-def _progress_line(round_index: int, cell: Cell, rps: float) -> str:
+def _progress_line(round_index: int, cell: Cell, result: CellResult) -> str:
+    failed = result.failures.get(round_index)
+    outcome = f"failed: {failed}" if failed is not None else f"{result.rps[-1]:,.0f} req/s"
     return (
         f"[round {round_index + 1}] {cell.scope} {cell.direction} {cell.setting} "
-        f"{cell.workload.name} {cell.adapter}: {rps:,.0f} req/s"
+        f"{cell.workload.name} {cell.adapter}: {outcome}"
     )
 
 
@@ -232,7 +271,7 @@ def _e2e_round(
 ) -> None:
     by_server: dict[str, list[Cell]] = {}
     for cell in cells:
-        if results[cell.key].status == "ok":
+        if not results[cell.key].unavailable:
             by_server.setdefault(cell.setting, []).append(cell)
     for server_cells in by_server.values():
         adapters = list(dict.fromkeys(cell.adapter for cell in server_cells))
@@ -253,21 +292,25 @@ def _e2e_round(
                     )
                 except servers.ServerStartError as exc:
                     for cell in adapter_cells:
-                        results[cell.key].mark(_FAILED, f"server did not start: {exc}")
+                        results[cell.key].fail(round_index, f"server did not start: {exc}")
+                        progress(_progress_line(round_index, cell, results[cell.key]))
             groups: dict[str, list[Cell]] = {}
             for cell in server_cells:
                 if cell.adapter in running:
                     groups.setdefault(cell.workload.name, []).append(cell)
             for group in groups.values():
                 for cell in _rotated(group, round_index):
-                    _e2e_cell(cell, running[cell.adapter], results[cell.key], options)
-                    if results[cell.key].status == "ok":
-                        rps = results[cell.key].rps[-1]
-                        progress(_progress_line(round_index, cell, rps))
+                    result = results[cell.key]
+                    _e2e_cell(cell, running[cell.adapter], result, options, round_index)
+                    progress(_progress_line(round_index, cell, result))
 
 
 def _e2e_cell(
-    cell: Cell, server: servers.RunningServer, result: CellResult, options: RunOptions
+    cell: Cell,
+    server: servers.RunningServer,
+    result: CellResult,
+    options: RunOptions,
+    round_index: int,
 ) -> None:
     result.argv = server.argv
     try:
@@ -282,13 +325,13 @@ def _e2e_cell(
         )
     except (BadResponse, WrkError, OSError, http.client.HTTPException) as exc:
         log = _kept_log(cell, server)
-        result.mark(_FAILED, f"{type(exc).__name__}: {_one_line(str(exc))} ({log})")
+        result.fail(round_index, f"{type(exc).__name__}: {_one_line(str(exc))} ({log})")
         return
     cpu_after = tree_cpu_seconds(server.pid)
     result.errors += measured.errors
     if measured.requests_per_second <= 0:
         log = _kept_log(cell, server)
-        result.mark(_FAILED, f"wrk completed no request in {options.duration} s ({log})")
+        result.fail(round_index, f"wrk completed no request in {options.duration} s ({log})")
         return
     result.rps.append(measured.requests_per_second)
     if cpu_before is not None and cpu_after is not None and measured.requests > 0:
@@ -329,7 +372,7 @@ def run_cells(
     for cell in end_to_end:
         reason = _availability(cell)
         if reason is not None:
-            results[cell.key].mark(_UNAVAILABLE, reason)
+            results[cell.key].mark_unavailable(reason)
     with InProcessBench() as bench:
         for round_index in range(options.rounds):
             _in_process_round(bench, in_process, results, options, round_index, progress)
