@@ -11,8 +11,14 @@ Rules:
    :data:`FACTORY_TARGET`: each worker rebuilds the app from the serve spec that
    :mod:`bridge.cli` put in the environment. gunicorn forks after loading, so it
    takes the app object.
-4. waitress and wsgiref turn SIGTERM into ``SystemExit``, so ``finally`` blocks
-   (and the lifespan shutdown of an ``AsgiToWsgi`` app) run on a polite stop.
+4. A polite stop (SIGTERM) ends the process with exit status 0 after its
+   ``finally`` blocks and ``atexit`` hooks ran (the lifespan shutdown of an
+   ``AsgiToWsgi`` app among them), on every server. waitress and wsgiref get
+   SIGTERM turned into ``SystemExit``. uvicorn shuts down gracefully on
+   SIGTERM, then raises the signal again under the handler it found, which
+   by default kills the process and skips ``atexit``: given the same
+   handler, its stop ends in ``SystemExit`` too. hypercorn, granian and
+   gunicorn exit normally on their own.
 """
 
 from __future__ import annotations
@@ -76,6 +82,7 @@ def _run_uvicorn(app: Any, options: ServerOptions) -> None:
         )
         return
     config = uvicorn.Config(app, host=options.host, port=options.port, log_level=options.log_level)
+    _sigterm_exits()  # what uvicorn raises SIGTERM under once it stopped (rule 4)
     uvicorn.Server(config).run()
 
 

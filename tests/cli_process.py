@@ -14,7 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,8 +72,13 @@ def _stop(process: subprocess.Popen[bytes], grace: float = 10.0) -> None:
 
 
 @contextlib.contextmanager
-def bridge_serve(args: Sequence[str], startup_timeout: float = 45.0) -> Iterator[CliServer]:
-    """``python -m bridge serve ARGS --port <free>``, yielded once it listens."""
+def bridge_serve(
+    args: Sequence[str], startup_timeout: float = 45.0, env: Mapping[str, str] | None = None
+) -> Iterator[CliServer]:
+    """``python -m bridge serve ARGS --port <free>``, yielded once it listens.
+
+    :param env: variables added to this process's environment for the server.
+    """
     for attempt in range(3):
         port = _free_port()
         fd, name = tempfile.mkstemp(prefix="bridge-cli-", suffix=".log")
@@ -86,6 +91,7 @@ def bridge_serve(args: Sequence[str], startup_timeout: float = 45.0) -> Iterator
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                env=None if env is None else {**os.environ, **env},
             )
         try:
             deadline = time.monotonic() + startup_timeout

@@ -76,6 +76,37 @@ def test_cli_tells_an_asgi2_app_its_version(tmp_path: Path, server_name: str) ->
     assert asgi["version"] == "2.0"
 
 
+EXIT_HOOK_APP = """
+import atexit
+import os
+from pathlib import Path
+
+atexit.register(Path(os.environ["BRIDGE_TEST_EXIT_MARKER"]).write_text, "atexit ran")
+
+
+def app(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"up"]
+"""
+
+
+@pytest.mark.parametrize(
+    "server_name", ["uvicorn", "hypercorn", "granian", "gunicorn", "waitress", "wsgiref"]
+)
+def test_cli_sigterm_exits_0_after_the_exit_hooks(tmp_path: Path, server_name: str) -> None:
+    # embedded.py rule 4: a polite stop is a clean exit on every server.
+    # uvicorn re-raises the SIGTERM it stopped on, which by default killed
+    # the process before its atexit hooks ran.
+    (tmp_path / "exit_hook_app.py").write_text(EXIT_HOOK_APP, encoding="utf-8")
+    marker = tmp_path / "marker"
+    args = [f"{tmp_path / 'exit_hook_app.py'}:app", "--server", server_name]
+    with bridge_serve(args, env={"BRIDGE_TEST_EXIT_MARKER": str(marker)}) as server:
+        assert httpx.get(server.base_url + "/", timeout=10).text == "up"
+        process = server.process
+    assert process.returncode == 0
+    assert marker.read_text(encoding="utf-8") == "atexit ran"
+
+
 def test_cli_inspect_output() -> None:
     result = run_bridge(["inspect", "examples.migration:app"])
     assert result.returncode == 0, result.stderr
