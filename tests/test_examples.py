@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import httpx
 import pytest
 
@@ -48,8 +50,12 @@ def test_example_django_on_uvicorn() -> None:
             assert admin.headers["location"] == "/admin/login/?next=/admin/"
 
 
-def test_example_django_admin_login_page() -> None:
-    with bridge_serve(["examples.django_site.wsgi:application"]) as server:
+def test_example_django_admin_login_page(tmp_path: Path) -> None:
+    # Its own temp directory, to see that the example removes its database.
+    env = {"TMPDIR": str(tmp_path)}
+    with bridge_serve(["examples.django_site.wsgi:application"], env=env) as server:
         login = httpx.get(server.base_url + "/admin/login/", timeout=10)
         assert login.status_code == 200
         assert "Django administration" in login.text  # templates, sessions and the DB work
+        assert [p.name.startswith("bridge-django-") for p in tmp_path.iterdir()] == [True]
+    assert list(tmp_path.iterdir()) == []

@@ -1,14 +1,28 @@
 """Settings of the example Django project (not for production: the key is public).
 
-The database is SQLite in a fresh temporary directory (or ``BRIDGE_EXAMPLE_DB``),
-migrated when ``examples.django_site.wsgi`` is imported.
+The database is SQLite in a fresh temporary directory, removed when the
+process exits (or the file ``BRIDGE_EXAMPLE_DB`` names, kept), migrated when
+``examples.django_site.wsgi`` is imported.
 """
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 from pathlib import Path
+
+
+def _database() -> str:
+    chosen = os.environ.get("BRIDGE_EXAMPLE_DB")
+    if chosen:
+        return chosen
+    # A directory of our own, so the SQLite journal files go with it.
+    directory = tempfile.mkdtemp(prefix="bridge-django-")
+    atexit.register(shutil.rmtree, directory, ignore_errors=True)
+    return str(Path(directory) / "db.sqlite3")
+
 
 BASE_DIR = Path(__file__).resolve().parent
 SECRET_KEY = "bridge-example-not-secret"
@@ -48,8 +62,7 @@ TEMPLATES = [
 DATABASES = {
     "default": {
         "ENGINE": "django.db.backends.sqlite3",
-        "NAME": os.environ.get("BRIDGE_EXAMPLE_DB")
-        or str(Path(tempfile.mkdtemp(prefix="bridge-django-")) / "db.sqlite3"),
+        "NAME": _database(),
     }
 }
 STATIC_URL = "static/"
