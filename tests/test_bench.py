@@ -7,6 +7,7 @@ why. Numbers from these runs mean nothing.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -232,18 +233,28 @@ def test_the_stream_table_names_goals_the_native_app_misses() -> None:
     assert greenlet in streams
 
 
-def test_a_cell_whose_server_died_keeps_the_whole_server_log() -> None:
-    cell = Cell(E2E, WSGI_IN_ASGI, "uvicorn", workload("hello"), "bridge-thread")
-    result = CellResult(cell)
-    with servers.serve(
-        "uvicorn", "compat_suite.bench_apps:asgi_served", env={bench_apps.ADAPTER_ENV: cell.adapter}
-    ) as server:
+_HELLO_CELL = Cell(E2E, WSGI_IN_ASGI, "uvicorn", workload("hello"), "bridge-thread")
+
+
+def _serve_hello_cell() -> contextlib.AbstractContextManager[servers.RunningServer]:
+    env = {bench_apps.ADAPTER_ENV: _HELLO_CELL.adapter}
+    return servers.serve("uvicorn", "compat_suite.bench_apps:asgi_served", env=env)
+
+
+def _round_on_a_dead_server(result: CellResult, round_index: int) -> Path:
+    """Run the hello cell's round against a server killed first; return the kept log."""
+    with _serve_hello_cell() as server:
         os.kill(server.pid, signal.SIGKILL)
         os.waitpid(server.pid, 0)
-        _e2e_cell(cell, server, result, _TINY, 0)
-        assert result.status == "failed"
-        kept = Path(result.reason.split("whole log: ", 1)[1].split(";", 1)[0])
+        _e2e_cell(_HELLO_CELL, server, result, _TINY, round_index)
+    return Path(result.failures[round_index].split("whole log: ", 1)[1].split(";", 1)[0])
+
+
+def test_a_cell_whose_server_died_keeps_the_whole_server_log() -> None:
+    result = CellResult(_HELLO_CELL)
+    kept = _round_on_a_dead_server(result, 0)
     try:
+        assert result.status == "failed"
         assert "ConnectionRefusedError" in result.reason
         assert "Uvicorn running" in kept.read_text(encoding="utf-8")
     finally:
@@ -252,17 +263,11 @@ def test_a_cell_whose_server_died_keeps_the_whole_server_log() -> None:
 
 @pytest.mark.skipif(wrk_path() is None, reason="wrk is not installed")
 def test_a_round_that_failed_does_not_lose_the_rounds_that_worked() -> None:
-    cell = Cell(E2E, WSGI_IN_ASGI, "uvicorn", workload("hello"), "bridge-thread")
-    result = CellResult(cell)
-    target, env = "compat_suite.bench_apps:asgi_served", {bench_apps.ADAPTER_ENV: cell.adapter}
-    with servers.serve("uvicorn", target, env=env) as server:
-        os.kill(server.pid, signal.SIGKILL)
-        os.waitpid(server.pid, 0)
-        _e2e_cell(cell, server, result, _TINY, 0)
-    Path(result.reason.split("whole log: ", 1)[1].split(";", 1)[0]).unlink()
+    result = CellResult(_HELLO_CELL)
+    _round_on_a_dead_server(result, 0).unlink()
     # The next round runs on a fresh server, as run_cells starts one per round.
-    with servers.serve("uvicorn", target, env=env) as server:
-        _e2e_cell(cell, server, result, _TINY, 1)
+    with _serve_hello_cell() as server:
+        _e2e_cell(_HELLO_CELL, server, result, _TINY, 1)
     assert result.ok
     assert result.status == "ok"
     assert result.rounds == 2
