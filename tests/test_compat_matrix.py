@@ -11,11 +11,17 @@ with the peers, is ``python -m compat_suite``.
 from __future__ import annotations
 
 import functools
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
+from compat_suite.apps.probes import FILE_BODY
 from compat_suite.matrix.runner import QUICK, Cell, Row, run_row
 from compat_suite.matrix.scenarios import SCENARIOS
+from compat_suite.matrix.variants import MATRIX_ADAPTER_ENV
 
 #: Cell id -> what is wrong in bridge (file, line), for failures the matrix found.
 BRIDGE_BUGS: dict[str, str] = {}
@@ -56,3 +62,19 @@ def test_quick_subset_covers_every_server_and_scenario() -> None:
     covered = {s.name for s in SCENARIOS for row in QUICK if row.framework in s.frameworks}
     assert covered == {s.name for s in SCENARIOS}
     assert all(row.adapter.startswith("bridge-") for row in QUICK)
+
+
+def test_the_pathsend_file_is_one_shared_file_not_one_per_process(tmp_path: Path) -> None:
+    # Every server process imports the app; none may leave a file of its own.
+    show = "import compat_suite.apps.conformance_asgi as app; print(app.PATHSEND_FILE)"
+    env = {**os.environ, "TMPDIR": str(tmp_path), MATRIX_ADAPTER_ENV: "bridge-asyncio"}
+    root = Path(__file__).resolve().parent.parent
+    paths = {
+        subprocess.run(
+            [sys.executable, "-c", show], cwd=root, env=env, capture_output=True, text=True,
+            check=True,
+        ).stdout.strip()
+        for _ in range(3)
+    }  # fmt: skip
+    assert [Path(path) for path in paths] == list(tmp_path.iterdir())
+    assert Path(paths.pop()).read_bytes() == FILE_BODY

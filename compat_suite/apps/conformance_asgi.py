@@ -42,10 +42,34 @@ __all__ = ["app", "application"]
 
 _TEXT = [(b"content-type", b"text/plain")]
 
-# The file /pathsend sends: written once per process, removed at exit.
-_fd, PATHSEND_FILE = tempfile.mkstemp(prefix="bridge-pathsend-")
-with os.fdopen(_fd, "wb") as _file:
-    _file.write(FILE_BODY)
+
+def _pathsend_file() -> str:
+    """The file ``/pathsend`` sends: one per user and content, shared by every process.
+
+    Each server process imports this module, and servers are often stopped
+    by a signal that skips ``atexit``: a file per process would pile up in
+    the temp directory. So the name is fixed by the user and the content,
+    and a process that finds the file missing or different writes it under
+    a temporary name and renames it into place (atomic: a reader never sees
+    it half written).
+    """
+    digest = hashlib.sha256(FILE_BODY).hexdigest()[:16]
+    user = os.getuid() if hasattr(os, "getuid") else 0
+    path = os.path.join(tempfile.gettempdir(), f"bridge-pathsend-{user}-{digest}")
+    try:
+        with open(path, "rb") as existing:
+            if existing.read() == FILE_BODY:
+                return path
+    except OSError:
+        pass
+    fd, staging = tempfile.mkstemp(prefix="bridge-pathsend-staging-")
+    with os.fdopen(fd, "wb") as staged:
+        staged.write(FILE_BODY)
+    os.replace(staging, path)
+    return path
+
+
+PATHSEND_FILE = _pathsend_file()
 
 
 async def _lifespan(receive: Receive, send: Send, state: dict[str, Any] | None) -> None:
