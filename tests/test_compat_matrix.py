@@ -22,6 +22,7 @@ from compat_suite.apps.probes import FILE_BODY
 from compat_suite.matrix.runner import QUICK, Cell, Row, run_row
 from compat_suite.matrix.scenarios import SCENARIOS
 from compat_suite.matrix.variants import MATRIX_ADAPTER_ENV
+from tests.cli_process import ROOT
 
 #: Cell id -> what is wrong in bridge (file, line), for failures the matrix found.
 BRIDGE_BUGS: dict[str, str] = {}
@@ -68,10 +69,9 @@ def test_the_pathsend_file_is_one_shared_file_not_one_per_process(tmp_path: Path
     # Every server process imports the app; none may leave a file of its own.
     show = "import compat_suite.apps.conformance_asgi as app; print(app.PATHSEND_FILE)"
     env = {**os.environ, "TMPDIR": str(tmp_path), MATRIX_ADAPTER_ENV: "bridge-asyncio"}
-    root = Path(__file__).resolve().parent.parent
     paths = {
         subprocess.run(
-            [sys.executable, "-c", show], cwd=root, env=env, capture_output=True, text=True,
+            [sys.executable, "-c", show], cwd=ROOT, env=env, capture_output=True, text=True,
             check=True,
         ).stdout.strip()
         for _ in range(3)
