@@ -9,7 +9,11 @@ Rules:
    adapters on WSGI servers (granian-wsgi, gunicorn-gthread); one worker each.
 2. Flask has no native ASGI form, so its "native" row on the ASGI servers is the
    same Flask app on gunicorn's sync worker: one extra cell, ``gunicorn-sync``.
-3. ``--only`` tokens name a scope, direction, workload, adapter (``bridge``
+3. The bare adapter (:func:`compat_suite.bench_apps.bare_wsgi_in_asgi`) joins
+   bodies in memory and blocks the loop: it runs only the workloads of
+   :data:`BARE_WORKLOADS`, bodyless requests with a 13-byte answer, where
+   that changes nothing; a streamed body through it would not be one.
+4. ``--only`` tokens name a scope, direction, workload, adapter (``bridge``
    means every bridge row) or server. Tokens of one kind are or-ed, kinds are
    and-ed. Naming a server adds ``e2e`` to the scopes (servers only filter e2e cells).
 """
@@ -31,6 +35,7 @@ from compat_suite.bench.workloads import (
 )
 
 __all__ = [
+    "BARE_WORKLOADS",
     "E2E",
     "E2E_SERVERS",
     "FLASK_NATIVE_SERVER",
@@ -55,6 +60,8 @@ E2E_SERVERS: dict[Direction, tuple[str, ...]] = {
 }
 #: Where the native Flask reference runs.
 FLASK_NATIVE_SERVER = "gunicorn-sync"
+#: The workloads the bare adapter runs (rule 3).
+BARE_WORKLOADS = frozenset({"hello", "flask"})
 
 
 def adapters_for(direction: Direction) -> tuple[str, ...]:
@@ -152,21 +159,28 @@ class Selection:
         )
 
 
+def _rows(direction: Direction, workload: Workload) -> list[str]:
+    """The adapters that run ``workload`` (rule 3)."""
+    return [
+        adapter
+        for adapter in adapters_for(direction)
+        if adapter != "bare" or workload.name in BARE_WORKLOADS
+    ]
+
+
 def _grid() -> list[Cell]:
     cells: list[Cell] = []
     for direction in DIRECTIONS:
         for workload in WORKLOADS:
             if direction not in workload.directions:
                 continue
+            adapters = _rows(direction, workload)
             for mode in MODES:
-                cells += [
-                    Cell(IN_PROCESS, direction, mode, workload, adapter)
-                    for adapter in adapters_for(direction)
-                ]
+                cells += [Cell(IN_PROCESS, direction, mode, workload, a) for a in adapters]
             for server in E2E_SERVERS[direction]:
                 cells += [
                     Cell(E2E, direction, server, workload, adapter)
-                    for adapter in adapters_for(direction)
+                    for adapter in adapters
                     if not (adapter == "native" and workload.name == "flask")
                 ]
             if workload.name == "flask":
