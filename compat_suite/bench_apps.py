@@ -23,18 +23,16 @@ Rules:
    ``__getattr__``), so importing this module never imports a peer adapter
    (a2wsgi, asgiref); bridge's own come with :mod:`bridge`.
 4. Besides bridge's and the peers' adapters, two reference rows: ``native``,
-   the app without an adapter (the raw ASGI app; Flask has none), and
-   ``bare``, a WSGI app behind the least an adapter can do
-   (:func:`bare_wsgi_in_asgi`): the ceiling of any adapter, Flask's included.
+   the app without an adapter (Flask has no ASGI form), and ``bare``, the
+   least an adapter can do (:mod:`compat_suite.bare`): the ceiling of any
+   adapter, Flask's included.
 5. Nothing here knows about timing; the drivers (``compat_suite.bench``) do.
 """
 
 from __future__ import annotations
 
 import importlib
-import io
 import os
-import sys
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Literal, cast
 
@@ -42,13 +40,14 @@ from bridge import AsgiToWsgi, WsgiToAsgi
 from bridge.types import (
     ASGIApp,
     Environ,
-    Message,
     Receive,
     Scope,
     Send,
     StartResponse,
     WSGIApp,
 )
+from compat_suite import bare
+from compat_suite.apps import answer_lifespan
 
 __all__ = [
     "ADAPTER_ENV",
@@ -58,7 +57,6 @@ __all__ = [
     "AdapterUnavailable",
     "asgi_app",
     "asgi_in_wsgi",
-    "bare_wsgi_in_asgi",
     "close_app",
     "flask_app",
     "wsgi_app",
@@ -69,13 +67,14 @@ __all__ = [
 ADAPTER_ENV = "BRIDGE_BENCH_ADAPTER"
 
 #: Adapters that put a WSGI app on an ASGI server ("native" is the raw ASGI app,
-#: "bare" the least any adapter can do: :func:`bare_wsgi_in_asgi`).
+#: "bare" the least any adapter can do: :func:`compat_suite.bare.bare_wsgi_in_asgi`).
 WSGI_IN_ASGI: tuple[str, ...] = (
     "bridge-thread", "bridge-greenlet", "a2wsgi", "asgiref", "bare", "native",
 )  # fmt: skip
-#: Adapters that put an ASGI app on a WSGI server ("native" is the raw WSGI app).
+#: Adapters that put an ASGI app on a WSGI server ("native" is the raw WSGI app,
+#: "bare" the least any adapter can do: :class:`compat_suite.bare.BareAsgiInWsgi`).
 #: asgiref has no ASGI-to-WSGI adapter, and bridge's executors only exist on the other side.
-ASGI_IN_WSGI: tuple[str, ...] = ("bridge", "a2wsgi", "native")
+ASGI_IN_WSGI: tuple[str, ...] = ("bridge", "a2wsgi", "bare", "native")
 
 HELLO = b"Hello, world!"
 KIB = 1024
@@ -216,17 +215,6 @@ async def _asgi_count_body(receive: Receive) -> int:
             return seen
 
 
-async def _asgi_lifespan(receive: Receive, send: Send) -> None:
-    # ASGI lifespan §Scope: answer startup and shutdown, nothing to set up.
-    while True:
-        message = await receive()
-        if message["type"] == "lifespan.startup":
-            await send({"type": "lifespan.startup.complete"})
-        elif message["type"] == "lifespan.shutdown":
-            await send({"type": "lifespan.shutdown.complete"})
-            return
-
-
 async def asgi_app(scope: Scope, receive: Receive, send: Send) -> None:
     """The raw ASGI app: the routes of :func:`wsgi_app` except ``/flask``; answers lifespan.
 
@@ -235,7 +223,7 @@ async def asgi_app(scope: Scope, receive: Receive, send: Send) -> None:
     :param send: the server's ``send``.
     """
     if scope["type"] == "lifespan":
-        await _asgi_lifespan(receive, send)
+        await answer_lifespan(receive, send)
         return
     path = scope["path"]
     if path == "/hello":
@@ -271,123 +259,11 @@ def _attribute(module: str, name: str) -> Callable[..., Any]:
     return found
 
 
-def bare_wsgi_in_asgi(app: WSGIApp) -> ASGIApp:
-    """The least a WSGI-in-ASGI adapter can do: the ceiling of any adapter, for the benchmark.
-
-    A WSGI app such as Flask has no native ASGI form to compare with, so its
-    ceiling on an ASGI server is an adapter that leaves out everything it
-    can: the app runs inline on the loop, the environ holds what PEP 3333
-    §environ Variables requires and the request's headers, the response is
-    joined and goes out as two messages. Its row says how much of a cell's
-    cost is the server and the app themselves, whatever the adapter.
-
-    Not an adapter to use: it blocks the loop while the app runs, holds the
-    request body and the whole response in memory, checks nothing, has no
-    ``write()``, no disconnects and no lifespan beyond answering it. The
-    benchmark runs it only for bodyless requests with a 13-byte answer
-    (``hello`` and ``flask``), where none of that changes what is measured.
-
-    :param app: the WSGI app to call.
-    """
-
-    def write(data: bytes) -> None:
-        raise NotImplementedError(
-            "the bare adapter has no write() (PEP 3333 §The write() Callable)"
-        )
-
-    async def bare(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan":
-            await _asgi_lifespan(receive, send)
-            return
-        environ = _bare_environ(scope)
-        if "CONTENT_LENGTH" in environ or "HTTP_TRANSFER_ENCODING" in environ:
-            environ["wsgi.input"] = io.BytesIO(await _bare_body(receive))
-        started: list[tuple[str, list[tuple[str, str]]]] = []
-
-        def start_response(
-            status: str, headers: list[tuple[str, str]], exc_info: Any = None
-        ) -> Any:
-            started.append((status, headers))
-            return write
-
-        iterable = app(environ, start_response)
-        try:
-            body = b"".join(iterable)
-        finally:
-            close = getattr(iterable, "close", None)
-            if close is not None:
-                close()
-        status, headers = started[-1]
-        start: Message = {
-            "type": "http.response.start",
-            "status": int(status[:3]),
-            # ASGI www §Response Start: header names must be lowercased.
-            "headers": [
-                (name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers
-            ],
-        }
-        await send(start)
-        await send({"type": "http.response.body", "body": body})
-
-    return bare
-
-
-def _bare_environ(scope: Scope) -> Environ:
-    """PEP 3333 §environ Variables from ``scope``, nothing checked (:func:`bare_wsgi_in_asgi`)."""
-    server = scope.get("server") or ("localhost", 80)
-    root_path: str = scope.get("root_path", "")
-    path: str = scope["path"]
-    if root_path and path.startswith(root_path):
-        path = path[len(root_path) :]
-    environ: Environ = {
-        "REQUEST_METHOD": scope["method"],
-        # PEP 3333 §Unicode Issues: native strings holding the bytes as latin-1.
-        "SCRIPT_NAME": root_path.encode("utf-8").decode("latin-1"),
-        "PATH_INFO": path.encode("utf-8").decode("latin-1"),
-        "QUERY_STRING": scope["query_string"].decode("latin-1"),
-        "SERVER_NAME": server[0],
-        "SERVER_PORT": str(server[1]),
-        "SERVER_PROTOCOL": "HTTP/" + scope.get("http_version", "1.1"),
-        "wsgi.version": (1, 0),
-        "wsgi.url_scheme": scope.get("scheme", "http"),
-        "wsgi.input": io.BytesIO(),
-        "wsgi.errors": sys.stderr,
-        "wsgi.multithread": False,
-        "wsgi.multiprocess": False,
-        "wsgi.run_once": False,
-    }
-    client = scope.get("client")
-    if client:
-        environ["REMOTE_ADDR"] = client[0]
-        environ["REMOTE_PORT"] = str(client[1])
-    for raw_name, raw_value in scope["headers"]:
-        name = raw_name.decode("latin-1").upper().replace("-", "_")
-        if name not in ("CONTENT_TYPE", "CONTENT_LENGTH"):
-            name = "HTTP_" + name
-        value = raw_value.decode("latin-1")
-        # RFC 9110 §5.3: repeated fields join with commas.
-        environ[name] = f"{environ[name]},{value}" if name in environ else value
-    return environ
-
-
-async def _bare_body(receive: Receive) -> bytes:
-    """The whole request body, in memory (:func:`bare_wsgi_in_asgi`)."""
-    pieces = []
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            break
-        pieces.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            break
-    return b"".join(pieces)
-
-
 def wsgi_in_asgi(adapter: str, app: WSGIApp = wsgi_app) -> ASGIApp:
     """The ASGI app that serves the WSGI ``app`` through ``adapter``.
 
     :param adapter: an entry of :data:`WSGI_IN_ASGI`; ``"native"`` returns :func:`asgi_app`,
-        ``"bare"`` :func:`bare_wsgi_in_asgi` over ``app``.
+        ``"bare"`` :func:`compat_suite.bare.bare_wsgi_in_asgi` over ``app``.
     :param app: the WSGI app to wrap.
     :raises AdapterUnavailable: if the adapter cannot be imported or built.
     :raises ValueError: for a name that is not in :data:`WSGI_IN_ASGI`.
@@ -403,7 +279,7 @@ def wsgi_in_asgi(adapter: str, app: WSGIApp = wsgi_app) -> ASGIApp:
         except (ValueError, ImportError) as exc:
             raise AdapterUnavailable(f"bridge.WsgiToAsgi({adapter}) failed: {exc}") from exc
     if adapter == "bare":
-        return bare_wsgi_in_asgi(app)
+        return bare.bare_wsgi_in_asgi(app)
     if adapter == "a2wsgi":
         return cast("ASGIApp", _attribute("a2wsgi", "WSGIMiddleware")(app))
     if adapter == "asgiref":
@@ -416,7 +292,8 @@ def asgi_in_wsgi(adapter: str, app: ASGIApp = asgi_app) -> WSGIApp:
 
     Release it with :func:`close_app` (bridge's adapter owns a private loop).
 
-    :param adapter: an entry of :data:`ASGI_IN_WSGI`; ``"native"`` returns :func:`wsgi_app`.
+    :param adapter: an entry of :data:`ASGI_IN_WSGI`; ``"native"`` returns :func:`wsgi_app`,
+        ``"bare"`` a :class:`compat_suite.bare.BareAsgiInWsgi` over ``app``.
     :param app: the ASGI app to wrap.
     :raises AdapterUnavailable: if the adapter cannot be imported or built.
     :raises ValueError: for a name that is not in :data:`ASGI_IN_WSGI`.
@@ -425,6 +302,8 @@ def asgi_in_wsgi(adapter: str, app: ASGIApp = asgi_app) -> WSGIApp:
         return wsgi_app
     if adapter == "bridge":
         return AsgiToWsgi(app)
+    if adapter == "bare":
+        return bare.BareAsgiInWsgi(app)
     if adapter == "a2wsgi":
         return cast("WSGIApp", _attribute("a2wsgi", "ASGIMiddleware")(app))
     raise ValueError(f"no ASGI-in-WSGI adapter {adapter!r}; expected one of {ASGI_IN_WSGI}")

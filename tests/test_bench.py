@@ -12,12 +12,10 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from bridge.types import Message
 from compat_suite import bench_apps, servers
 from compat_suite.__main__ import main
 from compat_suite.bench import CellResult, RunOptions, Selection, UnknownFilter, plan_cells
@@ -127,6 +125,7 @@ def test_bench_end_to_end_rows() -> None:
         Cell(E2E, WSGI_IN_ASGI, "uvicorn", flask, "bare"),
         Cell(E2E, ASGI_IN_WSGI, "gunicorn-gthread", upload, "bridge"),
         Cell(E2E, ASGI_IN_WSGI, "gunicorn-gthread", upload, "native"),
+        Cell(E2E, ASGI_IN_WSGI, "gunicorn-gthread", hello, "bare"),
     ]
     results = run_cells(cells, _TINY, progress=lambda line: None)
     _assert_rows(results, cells)
@@ -364,69 +363,3 @@ def test_the_targets_table_names_goals_the_bare_adapter_misses() -> None:
         "| ASGI hello on gunicorn gthread: bridge vs native WSGI hello | — | 0.75× | — | — | — |"
     )
     assert gthread in targets
-
-
-@pytest.mark.anyio
-async def test_the_bare_adapter_builds_the_environ_and_answers_in_two_messages() -> None:
-    seen: dict[str, object] = {}
-
-    def app(environ: dict[str, object], start_response: Callable[..., object]) -> list[bytes]:
-        seen.update(environ)
-        body = environ["wsgi.input"].read()  # type: ignore[attr-defined]
-        start_response("201 Created", [("Content-Type", "text/plain"), ("X-Seen", "yes")])
-        return [b"got ", body]
-
-    scope = {
-        "type": "http",
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "https",
-        "root_path": "/app",
-        "path": "/app/caf\u00e9",
-        "query_string": b"a=1",
-        "headers": [
-            (b"content-type", b"text/plain"),
-            (b"content-length", b"6"),
-            (b"accept", b"a"),
-            (b"accept", b"b"),
-        ],
-        "server": ("example.org", 8443),
-        "client": ("10.0.0.1", 5000),
-    }
-    incoming: list[Message] = [
-        {"type": "http.request", "body": b"abc", "more_body": True},
-        {"type": "http.request", "body": b"def", "more_body": False},
-    ]
-    sent: list[Message] = []
-
-    async def receive() -> Message:
-        return incoming.pop(0)
-
-    async def send(message: Message) -> None:
-        sent.append(message)
-
-    await bench_apps.bare_wsgi_in_asgi(app)(scope, receive, send)
-
-    expected = {
-        "REQUEST_METHOD": "POST",
-        "SCRIPT_NAME": "/app",
-        "PATH_INFO": "/caf\u00c3\u00a9",  # PEP 3333: the UTF-8 bytes as latin-1
-        "QUERY_STRING": "a=1",
-        "SERVER_NAME": "example.org",
-        "SERVER_PORT": "8443",
-        "SERVER_PROTOCOL": "HTTP/1.1",
-        "REMOTE_ADDR": "10.0.0.1",
-        "CONTENT_TYPE": "text/plain",
-        "CONTENT_LENGTH": "6",
-        "HTTP_ACCEPT": "a,b",
-        "wsgi.url_scheme": "https",
-    }
-    assert {key: seen[key] for key in expected} == expected
-    assert sent == [
-        {
-            "type": "http.response.start",
-            "status": 201,
-            "headers": [(b"content-type", b"text/plain"), (b"x-seen", b"yes")],
-        },
-        {"type": "http.response.body", "body": b"got abcdef"},
-    ]

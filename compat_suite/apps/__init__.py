@@ -13,6 +13,8 @@ checks use to find the worker.
 
 import hashlib
 
+from bridge.types import Receive, Send
+
 #: Chunk size of the streamed downloads and of the upload readers.
 CHUNK_SIZE = 64 * 1024
 
@@ -20,6 +22,20 @@ CHUNK_SIZE = 64 * 1024
 def size_and_digest(data: bytes) -> tuple[int, str]:
     """``(len(data), sha256 hex digest)``: how the /form endpoints report an uploaded file."""
     return len(data), hashlib.sha256(data).hexdigest()
+
+
+async def answer_lifespan(receive: Receive, send: Send) -> None:
+    """Run an ASGI ``lifespan`` scope for an app with nothing to set up or tear down.
+
+    ASGI lifespan §Scope: startup and shutdown both succeed; returns after shutdown.
+    """
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
 
 
 #: The adapted app of each module, by short name, as servers take it ("module:attr").

@@ -9,6 +9,7 @@ import os
 
 from bridge.types import Receive, Scope, Send
 from compat_suite.adapters import asgi_to_wsgi
+from compat_suite.apps import answer_lifespan
 
 BODY = b"Hello, world!"
 
@@ -16,13 +17,8 @@ BODY = b"Hello, world!"
 async def app(scope: Scope, receive: Receive, send: Send) -> None:
     """Answer ``GET /pid`` with the pid, anything else with ``Hello, world!``."""
     if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+        await answer_lifespan(receive, send)
+        return
     if scope["type"] != "http":
         raise RuntimeError(f"unsupported scope type {scope['type']!r}")
     body = str(os.getpid()).encode() if scope["path"] == "/pid" else BODY

@@ -9,10 +9,10 @@ Rules:
    adapters on WSGI servers (granian-wsgi, gunicorn-gthread); one worker each.
 2. Flask has no native ASGI form, so its "native" row on the ASGI servers is the
    same Flask app on gunicorn's sync worker: one extra cell, ``gunicorn-sync``.
-3. The bare adapter (:func:`compat_suite.bench_apps.bare_wsgi_in_asgi`) joins
-   bodies in memory and blocks the loop: it runs only the workloads of
-   :data:`BARE_WORKLOADS`, bodyless requests with a 13-byte answer, where
-   that changes nothing; a streamed body through it would not be one.
+3. The bare adapters (:mod:`compat_suite.bare`) hold bodies in memory: they
+   run only the workloads of :data:`BARE_WORKLOADS`, bodyless requests with
+   a 13-byte answer, where that changes nothing; a streamed body through
+   them would not be one.
 4. ``--only`` tokens name a scope, direction, workload, adapter (``bridge``
    means every bridge row) or server. Tokens of one kind are or-ed, kinds are
    and-ed. Naming a server adds ``e2e`` to the scopes (servers only filter e2e cells).
@@ -60,7 +60,7 @@ E2E_SERVERS: dict[Direction, tuple[str, ...]] = {
 }
 #: Where the native Flask reference runs.
 FLASK_NATIVE_SERVER = "gunicorn-sync"
-#: The workloads the bare adapter runs (rule 3).
+#: The workloads the bare adapters run (rule 3).
 BARE_WORKLOADS = frozenset({"hello", "flask"})
 
 

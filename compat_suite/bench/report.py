@@ -234,7 +234,7 @@ def _target_lines(index: dict[Key, CellResult]) -> list[str]:
     for label, row_key, reference_key, goal in TARGETS:
         row, reference = index.get(row_key), index.get(reference_key)
         # The same cell through the bare adapter: what any adapter could reach there.
-        bare = index.get((*row_key[:4], "bare")) if row_key[1] == WSGI_IN_ASGI else None
+        bare = index.get((*row_key[:4], "bare"))
         detail = "not measured"
         rounds = verdict = "—"
         if row is not None and reference is not None:
@@ -366,9 +366,10 @@ def render_markdown(
         "one server worker, wrk on the same machine",
         "- ratios: throughput of the row over the reference (above 1.00× the row is faster); "
         "Flask's native reference is the same Flask app on gunicorn's sync worker; "
-        "`bare` is a WSGI app behind the least an adapter can do (called inline on the "
-        "loop, the response joined, nothing checked; not an adapter to use): the ceiling "
-        "of any adapter, Flask's included, measured for `hello` and `flask`; "
+        "`bare` is the least an adapter can do (`compat_suite/bare.py`: a WSGI app called "
+        "inline on the loop, an ASGI app given one hop to a private loop and one back; "
+        "bodies in memory, nothing checked; not adapters to use): the ceiling of any "
+        "adapter, Flask's included, measured for `hello` and `flask`; "
         "asgiref has no ASGI-to-WSGI adapter; spread = (max − min) / median over rounds; "
         "per round = the ratio within each interleaved round, and a verdict says how many "
         "rounds disagree with the medians' one; a cell that failed a round is tried again "
