@@ -186,6 +186,7 @@ def test_fork_child_gets_a_fresh_loop(backend: Literal["asyncio", "trio"]) -> No
     # E11: a forked child never touches the parent's (dead) loop thread.
     adapter = AsgiToWsgi(whoami, lifespan="off", backend=backend)
     parent = request(adapter)
+    parent_loop = get_loop(backend)
     generation = loop_module.generation
     read_end, write_end = os.pipe()
     with warnings.catch_warnings():
@@ -196,8 +197,17 @@ def test_fork_child_gets_a_fresh_loop(backend: Literal["asyncio", "trio"]) -> No
         status = 1
         try:
             os.close(read_end)
+            # The parent's loop object says its thread is gone, and refuses work.
+            dead = not parent_loop.running
+            try:
+                parent_loop.spawn(lambda: whoami({}, None, None))  # type: ignore[arg-type]
+            except RuntimeError:
+                refused = True
+            else:
+                refused = False
             child = request(adapter)
             report = {
+                "parent_loop_dead": dead and refused,
                 "ok": child["pid"] == os.getpid() == get_loop(backend).pid,
                 "generation_bumped": loop_module.generation == generation + 1,
                 "child": child,
@@ -216,6 +226,7 @@ def test_fork_child_gets_a_fresh_loop(backend: Literal["asyncio", "trio"]) -> No
     _, wait_status = os.waitpid(pid, 0)
     report = json.loads(b"".join(chunks))
     assert report.get("ok"), report
+    assert report["parent_loop_dead"]
     assert report["generation_bumped"]
     assert os.waitstatus_to_exitcode(wait_status) == 0
     # The parent's loop is untouched.
