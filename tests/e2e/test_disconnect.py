@@ -41,10 +41,10 @@ def _read_then_drop(base_url: str, path: str, nbytes: int) -> None:
 
 
 _GRANIAN_QUEUES = (
-    "granian's ASGI send() queues the body with no backpressure and reports the "
-    "disconnect only once its writer failed; the greenlet executor (no thread hop per "
-    "chunk) can queue most of the 16 MiB before that: in 11 runs of 12 with another "
-    "process keeping a core busy, none of 12 on an idle machine (a known gap in compat_suite)"
+    "once the client left, granian's ASGI send() drops the body without raising, and its "
+    "receive() reports the disconnect only later; the greenlet executor (no thread hop per "
+    "chunk) can stream most of the 16 MiB before that, most often with another process "
+    "keeping a core busy, as a native ASGI app does there (a known gap in compat_suite)"
 )
 
 

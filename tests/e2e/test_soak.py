@@ -146,8 +146,8 @@ _LEAVING_CLIENT_BUFFER = 64 * 1024
 #: granian's WSGI interface ends a chunked response cleanly when the iterator
 #: raises, so an abort after the first chunk looks complete to the client.
 _ENDS_ABORTED_BODY_CLEANLY = frozenset({"granian-wsgi"})
-#: granian's ASGI ``send()`` queues without backpressure and tells of a client
-#: gone only once its writer failed (granian#650): a native ASGI app there
+#: granian's ASGI ``send()`` drops the body without raising once the client is
+#: gone, and tells of it only later (granian#650): a native ASGI app there
 #: produced all of a 16 MiB stream for each of 64 clients (16 at a time) that
 #: left after 256 KiB. Bridge
 #: stops sooner, as soon as ``receive()`` says ``http.disconnect``, but how soon
