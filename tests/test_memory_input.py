@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -44,12 +45,27 @@ def _apply(stream: Any, name: str, argument: Any) -> object:
     return getattr(stream, name)(argument)
 
 
-@settings(max_examples=400, deadline=None)
+class _Captured:
+    """``stream``'s methods as bound before any read, the way an app may keep them."""
+
+    def __init__(self, stream: MemoryInput) -> None:
+        for name in ("read", "read1", "readline", "readlines", "readinto", "seek", "tell"):
+            setattr(self, name, getattr(stream, name))
+        self._stream = stream
+
+    def __next__(self) -> bytes:
+        return next(self._stream)
+
+
+# Rule 5: the first line read swaps the stream's methods for io.BytesIO's;
+# the ones an app took before that must follow the same position.
+@pytest.mark.parametrize("methods", [lambda stream: stream, _Captured], ids=["stream", "bound"])
+@settings(max_examples=300, deadline=None)
 @given(st.lists(line_chunks, max_size=8), st.lists(_operation, max_size=12))
 def test_reads_like_bytesio_over_the_joined_body(
-    chunks: list[bytes], operations: list[tuple[str, Any]]
+    methods: Callable[[MemoryInput], Any], chunks: list[bytes], operations: list[tuple[str, Any]]
 ) -> None:
-    ours = MemoryInput(list(chunks))
+    ours = methods(MemoryInput(list(chunks)))
     reference = io.BytesIO(b"".join(chunks))
     for name, argument in operations:
         assert _apply(ours, name, argument) == _apply(reference, name, argument), (name, argument)
@@ -116,3 +132,45 @@ def test_close_releases_the_chunks_and_reads_then_fail() -> None:
         stream.readinto(bytearray(1))
     with pytest.raises(ValueError, match="closed"):
         stream.read(1)  # mid-chunk: read()'s fast path must not apply
+
+
+def test_the_first_line_joins_the_body_once_and_lines_then_come_from_io_bytesio() -> None:
+    first, second = b"one\ntw", b"o\nthree\n"
+    stream = MemoryInput([first, second])
+    assert stream.read(2) == b"on"
+    assert stream.readline() == b"e\n"
+    # The chunks went into one io.BytesIO: the stream's methods are its own now.
+    assert stream._chunks == []
+    assert isinstance(stream._joined, io.BytesIO)
+    assert stream.readline.__self__ is stream._joined  # type: ignore[attr-defined]
+    assert stream.tell() == 4
+    assert list(stream) == [b"two\n", b"three\n"]
+    stream.seek(0)
+    assert stream.read(4) == b"one\n"
+    assert stream.readlines() == [b"two\n", b"three\n"]
+
+
+def test_close_after_a_line_closes_the_joined_body_too() -> None:
+    stream = MemoryInput([b"a\nb\n"])
+    read = stream.read  # bound before the first line
+    assert stream.readline() == b"a\n"
+    joined = stream._joined
+    stream.close()
+    assert stream.closed
+    assert joined is not None
+    assert joined.closed
+    for operation in (stream.read, stream.readline, stream.tell, read):
+        with pytest.raises(ValueError, match="closed"):
+            operation()
+    with pytest.raises(ValueError, match="closed"):
+        list(stream)
+
+
+def test_a_line_read_on_a_closed_stream_fails() -> None:
+    stream = MemoryInput([b"a\nb\n"])
+    stream.close()
+    with pytest.raises(ValueError, match="closed"):
+        stream.readline()
+    with pytest.raises(ValueError, match="closed"):
+        stream.readlines()
+    assert stream._joined is None
