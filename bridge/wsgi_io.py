@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import IO, Any
 
 from bridge.errors import ClientDisconnected
-from bridge.memory_input import MemoryInput, read_lines
+from bridge.memory_input import MemoryInput
 
 __all__ = [
     "SMALL_CHUNK",
@@ -175,6 +175,24 @@ class RequestBody:
 
 def _request_over() -> tuple[bytes, bool]:
     raise ClientDisconnected("the request is over: its body can no longer be read")
+
+
+def read_lines(readline: Callable[[], bytes], hint: int | None) -> list[bytes]:
+    """``readlines(hint)`` for a stream: lines from ``readline()`` until ``b""``.
+
+    Stops once the lines total at least ``hint`` bytes (when ``hint`` > 0), as
+    ``io.BytesIO`` does; ``io.IOBase`` goes on until the total exceeds it.
+    Every ``wsgi.input`` of ours follows ``BytesIO``, the stream apps had
+    (:class:`~bridge.memory_input.MemoryInput` through ``BytesIO`` itself).
+    """
+    lines: list[bytes] = []
+    total = 0
+    while line := readline():
+        lines.append(line)
+        total += len(line)
+        if hint is not None and 0 < hint <= total:
+            break
+    return lines
 
 
 class StreamingInput:
