@@ -37,15 +37,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Literal, cast
 
 from bridge import AsgiToWsgi, WsgiToAsgi
-from bridge.types import (
-    ASGIApp,
-    Environ,
-    Receive,
-    Scope,
-    Send,
-    StartResponse,
-    WSGIApp,
-)
+from bridge.types import ASGIApp, Environ, Receive, Scope, Send, StartResponse, WSGIApp
 from compat_suite import bare
 from compat_suite.apps import answer_lifespan
 

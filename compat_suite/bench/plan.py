@@ -159,8 +159,8 @@ class Selection:
         )
 
 
-def _rows(direction: Direction, workload: Workload) -> list[str]:
-    """The adapters that run ``workload`` (rule 3)."""
+def _adapters_running(direction: Direction, workload: Workload) -> list[str]:
+    """The adapter rows of ``direction`` that run ``workload`` (rule 3)."""
     return [
         adapter
         for adapter in adapters_for(direction)
@@ -174,7 +174,7 @@ def _grid() -> list[Cell]:
         for workload in WORKLOADS:
             if direction not in workload.directions:
                 continue
-            adapters = _rows(direction, workload)
+            adapters = _adapters_running(direction, workload)
             for mode in MODES:
                 cells += [Cell(IN_PROCESS, direction, mode, workload, a) for a in adapters]
             for server in E2E_SERVERS[direction]:
