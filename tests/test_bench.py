@@ -123,6 +123,8 @@ def test_bench_end_to_end_rows() -> None:
         Cell(E2E, WSGI_IN_ASGI, "uvicorn", hello, "native"),
         Cell(E2E, WSGI_IN_ASGI, FLASK_NATIVE_SERVER, flask, "native"),
         Cell(E2E, WSGI_IN_ASGI, "uvicorn", flask, "bare"),
+        # A body of lines, through wrk's Lua script: the app must count it all.
+        Cell(E2E, WSGI_IN_ASGI, "uvicorn", workload("upload-lines"), "bridge-greenlet"),
         Cell(E2E, ASGI_IN_WSGI, "gunicorn-gthread", upload, "bridge"),
         Cell(E2E, ASGI_IN_WSGI, "gunicorn-gthread", upload, "native"),
         Cell(E2E, ASGI_IN_WSGI, "gunicorn-gthread", hello, "bare"),
@@ -130,7 +132,7 @@ def test_bench_end_to_end_rows() -> None:
     results = run_cells(cells, _TINY, progress=lambda line: None)
     _assert_rows(results, cells)
     for result in results:
-        if result.cell.adapter in ("native", "bare"):
+        if result.cell.adapter in ("native", "bare") or result.cell.workload.name == "upload-lines":
             assert result.ok or wrk_path() is None, (result.cell, result.reason)
     report = render_markdown(results, _TINY, "python -m compat_suite bench (test)")
     assert "### End to end" in report
@@ -363,3 +365,13 @@ def test_the_targets_table_names_goals_the_bare_adapter_misses() -> None:
         "| ASGI hello on gunicorn gthread: bridge vs native WSGI hello | — | 0.75× | — | — | — |"
     )
     assert gthread in targets
+
+
+def test_the_lines_upload_is_whole_lines_in_whole_pieces() -> None:
+    lines = workload("upload-lines")
+    body = lines.request_body(lines.request_bytes)
+    assert len(body) == lines.request_bytes >= bench_apps.MIB
+    assert body.count(b"\n") == lines.request_bytes // 80
+    assert lines.request_bytes % lines.request_chunk == 0
+    assert lines.request_body(lines.request_chunk).endswith(b"\n")
+    assert lines.response_bytes == len(str(lines.request_bytes))

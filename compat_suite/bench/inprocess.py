@@ -207,7 +207,7 @@ async def _asgi_cell(app: ASGIApp, workload: Workload, concurrency: int, budget:
     # the 64 KiB body piece alone cost 65k instructions under callgrind (memset's
     # ``rep stosb`` counts once per byte), and the scope 6k.
     scope = _scope(workload)
-    piece = b"u" * workload.request_chunk if workload.request_bytes else b""
+    piece = workload.request_body(workload.request_chunk) if workload.request_bytes else b""
     await asyncio.wait_for(_asgi_request(app, workload, scope, piece, collect=True), _GRACE)
     counts = [0] * concurrency
 
@@ -326,7 +326,7 @@ def _wsgi_request(
 
 
 def _wsgi_cell(app: WSGIApp, workload: Workload, concurrency: int, budget: _Budget) -> Sample:
-    upload = b"u" * workload.request_bytes
+    upload = workload.request_body(workload.request_bytes)
     counts = [0] * concurrency
     errors: list[BaseException] = []
     checked = threading.Event()

@@ -249,7 +249,7 @@ def _check_once(base_url: str, workload: Workload) -> None:
     url = urllib.parse.urlsplit(base_url)
     connection = http.client.HTTPConnection(url.hostname or "127.0.0.1", url.port, timeout=30)
     try:
-        body = b"u" * workload.request_bytes if workload.request_bytes else None
+        body = workload.request_body(workload.request_bytes) if workload.request_bytes else None
         connection.request(workload.method, workload.path, body=body)
         response = connection.getresponse()
         data = response.read()

@@ -40,6 +40,8 @@ class Workload:
     :param request_chunk: size of the body pieces the client hands over in process.
     :param response_bytes: body size the app answers with.
     :param directions: where the workload exists (Flask is a WSGI app only).
+    :param request_unit: what the uploaded body repeats; its length divides
+        ``request_chunk``, which divides ``request_bytes``.
     """
 
     name: str
@@ -49,6 +51,11 @@ class Workload:
     request_chunk: int = 64 * bench_apps.KIB
     response_bytes: int = len(bench_apps.HELLO)
     directions: tuple[Direction, ...] = DIRECTIONS
+    request_unit: bytes = b"u"
+
+    def request_body(self, size: int) -> bytes:
+        """``size`` bytes of the uploaded body: :attr:`request_unit` repeated."""
+        return self.request_unit * (size // len(self.request_unit))
 
     @property
     def method(self) -> str:
@@ -98,6 +105,16 @@ WORKLOADS: tuple[Workload, ...] = (
         request_bytes=bench_apps.STREAM_BYTES,
         request_chunk=bench_apps.STREAM_CHUNK,
         response_bytes=7,
+    ),
+    Workload(
+        "upload-lines",
+        "/lines",
+        "1 MiB POST body of 80-byte lines, iterated line by line (WSGI app only)",
+        request_bytes=bench_apps.LINES_BYTES,
+        request_chunk=bench_apps.LINES_CHUNK,
+        request_unit=bench_apps.LINE,
+        response_bytes=7,
+        directions=(WSGI_IN_ASGI,),
     ),
 )
 

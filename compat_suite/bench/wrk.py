@@ -88,9 +88,12 @@ def wrk_version() -> str:
 
 
 def _lua_script(workload: Workload) -> str:
+    unit = workload.request_unit
+    # A Lua string literal of the unit: printable ASCII, and "\n" for newlines.
+    literal = unit.decode("ascii").replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
     return (
         f'wrk.method = "{workload.method}"\n'
-        f'wrk.body = string.rep("u", {workload.request_bytes})\n'
+        f'wrk.body = string.rep("{literal}", {workload.request_bytes // len(unit)})\n'
         'wrk.headers["Content-Type"] = "application/octet-stream"\n'
     )
 
