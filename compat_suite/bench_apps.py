@@ -80,11 +80,12 @@ UPLOAD_CHUNK = 64 * KIB
 STREAM_BYTES = 1 * MIB
 STREAM_CHUNK = 4 * KIB
 
-#: One line of the ``/lines`` upload, and its sizes: whole lines per piece, whole
-#: pieces per body, and at least 1 MiB (13,120 lines of 80 bytes).
-LINE = b"l" * 79 + b"\n"
-LINES_CHUNK = 820 * len(LINE)
-LINES_BYTES = 16 * LINES_CHUNK
+#: One line of the ``/lines`` upload, and its sizes: 1 MiB of 64-byte lines
+#: (16,384), in 64 KiB pieces of whole lines. Not a byte more than 1 MiB, so
+#: the body stays in memory under bridge's default ``body_buffer_size``.
+LINE = b"l" * 63 + b"\n"
+LINES_CHUNK = 64 * KIB
+LINES_BYTES = MIB
 
 _DOWNLOAD_PIECE = b"d" * DOWNLOAD_CHUNK
 _STREAM_PIECE = b"s" * STREAM_CHUNK

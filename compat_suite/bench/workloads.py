@@ -109,7 +109,7 @@ WORKLOADS: tuple[Workload, ...] = (
     Workload(
         "upload-lines",
         "/lines",
-        "1 MiB POST body of 80-byte lines, iterated line by line (WSGI app only)",
+        "1 MiB POST body of 64-byte lines, iterated line by line (WSGI app only)",
         request_bytes=bench_apps.LINES_BYTES,
         request_chunk=bench_apps.LINES_CHUNK,
         request_unit=bench_apps.LINE,
