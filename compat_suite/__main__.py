@@ -53,8 +53,8 @@ def _add_only_argument(
         help=(
             f"measure only matching cells; comma-separated, repeatable. Names: {scopes}"
             "wsgi-in-asgi, asgi-in-wsgi, a workload (hello, flask, download-1m, upload-1m, "
-            "stream-down-4k, stream-up-4k), an adapter (bridge, bridge-thread, "
-            f"bridge-greenlet, a2wsgi, asgiref, native){servers}. Same kind: or; "
+            "stream-down-4k, stream-up-4k, upload-lines), an adapter (bridge, bridge-thread, "
+            f"bridge-greenlet, a2wsgi, asgiref, bare, native){servers}. Same kind: or; "
             "different kinds: and"
         ),
     )

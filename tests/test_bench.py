@@ -20,7 +20,7 @@ from compat_suite import bench_apps, servers
 from compat_suite.__main__ import main
 from compat_suite.bench import CellResult, RunOptions, Selection, UnknownFilter, plan_cells
 from compat_suite.bench.cpu import parse_stat, process_tree, tree_cpu_seconds
-from compat_suite.bench.plan import E2E, FLASK_NATIVE_SERVER, Cell
+from compat_suite.bench.plan import E2E, E2E_SERVERS, FLASK_NATIVE_SERVER, Cell
 from compat_suite.bench.report import TARGETS, paired_ratio, render_markdown
 from compat_suite.bench.runner import _e2e_cell, run_cells
 from compat_suite.bench.workloads import ASGI_IN_WSGI, WORKLOADS, WSGI_IN_ASGI, workload
@@ -211,6 +211,23 @@ def test_bench_command_writes_markdown(tmp_path: Path, capsys: pytest.CaptureFix
 def test_bench_command_rejects_a_bad_filter(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["bench", "--only", "nope"]) == 2
     assert "nope" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["bench", "instructions"])
+def test_the_help_names_every_workload_adapter_and_server(
+    command: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "1000")  # no line breaks inside a name
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    text = capsys.readouterr().out
+    names = [w.name for w in WORKLOADS]
+    names += [*bench_apps.WSGI_IN_ASGI, *bench_apps.ASGI_IN_WSGI]
+    if command == "bench":
+        names += [s for group in E2E_SERVERS.values() for s in group]
+        names.append(FLASK_NATIVE_SERVER)
+    missing = [name for name in names if name not in text]
+    assert missing == []
 
 
 def test_the_stream_table_names_goals_the_native_app_misses() -> None:
