@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import gc
 import io
 import logging
 import sys
@@ -35,6 +34,7 @@ from bridge import loop as loop_module
 from bridge.asgi_exchange import MESSAGE_COST
 from bridge.loop import get_loop, stop_all_loops
 from bridge.types import Environ, ExcInfo, Message, Receive, Scope, Send
+from tests.garbage import NewCycles
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication
@@ -1171,17 +1171,8 @@ def test_a_request_leaves_no_reference_cycles(backend: Backend) -> None:
     adapter = AsgiToWsgi(_echo_streamed, lifespan="off", backend=backend, chunk_size=1000)
     upload = b"u" * 10_000
     call(adapter, make_environ("POST", body=upload))  # warm-up: starts the loop
-    gc.collect()
-    gc.disable()
-    try:
+    with NewCycles() as cycles:
         for _ in range(3):
             result = call(adapter, make_environ("POST", body=upload))
             assert result.body == b"x" * 4096 * 20 + upload
-        # Only the youngest generation: what was made since gc.collect() above.
-        # A full pass would also count older garbage that another thread let
-        # go of meanwhile: on a busy machine it found an earlier test's closed
-        # event loop and its tasks, released late by a thread of that test.
-        found = gc.collect(0)
-    finally:
-        gc.enable()
-    assert found == 0, f"{found} objects were only freed by the cycle collector"
+    assert cycles.found == 0, f"{cycles.found} objects were only freed by the cycle collector"

@@ -25,6 +25,7 @@ from bridge import ClientDisconnected, ServerProtocolError, WsgiToAsgi
 from bridge.errors import AppProtocolError
 from bridge.types import Environ, Message, StartResponse, WSGIApp
 from bridge.wsgi_greenlet import CHECKPOINT_BYTES, CHECKPOINT_CHUNKS
+from tests.garbage import NewCycles
 from tests.scopes import http_scope
 
 pytestmark = pytest.mark.anyio
@@ -1556,19 +1557,10 @@ async def test_a_request_leaves_no_reference_cycles(options: dict[str, Any]) -> 
     served = adapter(_streamed, **options)
     upload = chunked(b"u" * 10_000, 1000)
     await served(http_scope(method="POST"), Peer(upload).receive, Peer().send)  # warm-up
-    gc.collect()
-    gc.disable()
-    try:
+    with NewCycles() as cycles:
         for _ in range(3):
             peer = Peer(upload)
             await served(http_scope(method="POST"), peer.receive, peer.send)
             assert len(peer.body) == 20 * 4096
         del peer
-        # Only the youngest generation: what was made since gc.collect() above.
-        # A full pass would also count older garbage that another thread let
-        # go of meanwhile: on a busy machine it found an earlier test's closed
-        # event loop and its tasks, released late by a thread of that test.
-        found = gc.collect(0)
-    finally:
-        gc.enable()
-    assert found == 0, f"{found} objects were only freed by the cycle collector"
+    assert cycles.found == 0, f"{cycles.found} objects were only freed by the cycle collector"
