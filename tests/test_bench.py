@@ -21,7 +21,7 @@ from compat_suite.__main__ import main
 from compat_suite.bench import CellResult, RunOptions, Selection, UnknownFilter, plan_cells
 from compat_suite.bench.cpu import parse_stat, process_tree, tree_cpu_seconds
 from compat_suite.bench.plan import E2E, E2E_SERVERS, FLASK_NATIVE_SERVER, Cell
-from compat_suite.bench.report import TARGETS, paired_ratio, render_markdown
+from compat_suite.bench.report import TARGETS, format_ratio, paired_ratio, render_markdown
 from compat_suite.bench.runner import _e2e_cell, run_cells
 from compat_suite.bench.workloads import ASGI_IN_WSGI, WORKLOADS, WSGI_IN_ASGI, workload
 from compat_suite.bench.wrk import parse_wrk_output, wrk_path
@@ -352,6 +352,36 @@ def test_the_targets_table_gives_goal_rounds_and_verdict() -> None:
     assert greenlet in targets
     assert "| 0.44× | 0.6× | 0.30 / 0.48 / 0.44 | not met | — | 440 vs 1,000 req/s |" in targets
     assert "| Flask hello: bridge thread on uvicorn vs Flask on gunicorn sync | — |" in targets
+
+
+@pytest.mark.parametrize(
+    ("value", "goal", "shown"),
+    [
+        (0.748, 0.75, "0.748"),  # two decimals would read 0.75 beside "not met"
+        (0.7499, 0.75, "0.7499"),
+        (0.752, 0.75, "0.75"),
+        (3.996, 4.0, "3.996"),
+        (4.004, 4.0, "4.00"),
+        (0.748, None, "0.75"),
+        (2.5, 2.5, "2.50"),
+    ],
+)
+def test_a_ratio_keeps_the_decimals_that_decide_its_goal(
+    value: float, goal: float | None, shown: str
+) -> None:
+    assert format_ratio(value, goal) == shown
+
+
+def test_the_targets_table_shows_a_ratio_just_under_its_goal_as_under() -> None:
+    def result(adapter: str, rps: list[float]) -> CellResult:
+        cell = Cell(E2E, ASGI_IN_WSGI, "gunicorn-gthread", workload("hello"), adapter)
+        return CellResult(cell, rps=rps)
+
+    results = [result("bridge", [748.0, 760.0, 700.0]), result("native", [1000.0] * 3)]
+    report = render_markdown(results, _TINY, "python -m compat_suite bench (test)")
+    targets = report.split("### Targets", 1)[1].split("###", 1)[0]
+    row = "| 0.748× | 0.75× | 0.748 / 0.76 / 0.70 | not met (reached in 1 of 3 rounds) |"
+    assert row in targets
 
 
 def test_the_targets_table_names_goals_the_bare_adapter_misses() -> None:

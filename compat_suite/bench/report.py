@@ -26,6 +26,7 @@ from compat_suite.bench.wrk import wrk_version
 __all__ = [
     "STREAM_GOALS",
     "TARGETS",
+    "format_ratio",
     "machine_lines",
     "markdown_table",
     "paired_ratio",
@@ -159,9 +160,22 @@ def paired_ratio(row: CellResult | None, reference: CellResult | None) -> float 
     return statistics.median(ours for ours, _ in pairs) / theirs if theirs > 0 else None
 
 
-def _ratio(row: CellResult | None, reference: CellResult | None) -> str:
+def _ratio(row: CellResult | None, reference: CellResult | None, goal: float | None = None) -> str:
     ratio = paired_ratio(row, reference)
-    return "—" if ratio is None else f"{ratio:.2f}×"
+    return "—" if ratio is None else f"{format_ratio(ratio, goal)}×"
+
+
+def format_ratio(value: float, goal: float | None = None) -> str:
+    """``value`` with two decimals, or more where two would round across ``goal``.
+
+    A ratio of 0.748 against a goal of 0.75 reads "0.748", not "0.75" beside
+    a "not met" verdict.
+    """
+    for digits in range(2, 7):
+        text = f"{value:.{digits}f}"
+        if goal is None or (float(text) >= goal) == (value >= goal):
+            break
+    return text
 
 
 def _mib_s(result: CellResult) -> float:
@@ -243,9 +257,11 @@ def _target_lines(index: dict[Key, CellResult]) -> list[str]:
                 if row.ok and reference.ok
                 else f"{row.status} / {reference.status}"
             )
-            rounds = " / ".join(f"{value:.2f}" for value in round_ratios(row, reference)) or "—"
+            per_round = round_ratios(row, reference)
+            rounds = " / ".join(format_ratio(value, goal) for value in per_round) or "—"
             verdict = _verdict(row, reference, goal, bare, "the bare adapter")
-        ratios = [_ratio(row, reference), f"{goal:g}×", rounds, verdict, _ratio(bare, reference)]
+        ratios = [_ratio(row, reference, goal), f"{goal:g}×", rounds, verdict]
+        ratios.append(_ratio(bare, reference, goal))
         rows.append([label, *ratios, detail])
     header = ["Comparison", "Ratio", "Goal", "Per round", "Verdict", "Bare adapter", "Medians"]
     return markdown_table(header, rows)
@@ -303,9 +319,9 @@ def _stream_lines(results: Sequence[CellResult], index: dict[Key, CellResult]) -
                 cell.adapter,
                 ours,
                 theirs,
-                _ratio(result, reference),
+                _ratio(result, reference, goal),
                 f"{goal:g}×",
-                _ratio(native, reference),
+                _ratio(native, reference, goal),
                 _verdict(result, reference, goal, native, "the native app"),
             ]
         )
