@@ -1410,7 +1410,12 @@ async def test_greenlet_job_ends_on_disconnect() -> None:  # B19
 @greenlet_only
 @pytest.mark.parametrize(
     ("chunk_size", "chunks_per_yield"),
-    [(4, CHECKPOINT_CHUNKS), (4096, CHECKPOINT_CHUNKS), (CHECKPOINT_BYTES, 1), (20_000, 4)],
+    [
+        (4, CHECKPOINT_CHUNKS),
+        (4096, CHECKPOINT_CHUNKS),
+        (CHECKPOINT_BYTES, 1),
+        (20_000, -(-CHECKPOINT_BYTES // 20_000)),  # the chunk that reaches the bound
+    ],
 )
 async def test_greenlet_stream_yields_to_the_loop(chunk_size: int, chunks_per_yield: int) -> None:
     # Rule 4 of bridge.wsgi_greenlet: the peer's send() never suspends, yet
