@@ -28,10 +28,9 @@ Rules (the executor seam is :mod:`bridge.wsgi_executors`; this is its second sid
    64 KiB chunks from 688k to 601k instructions in process (callgrind); the
    loop still runs at least every 256 KiB, about 130 µs of the 520 µs of
    server CPU such a download costs on uvicorn. The bound is in chunks and
-   bytes, never time: once the client is
-   gone, a server may drop what is sent at almost no cost, and a time slice
-   would let thousands of chunks through before the watcher runs; this way
-   at most 16 go.
+   bytes, never time: once the client is gone, a server may drop what is
+   sent at almost no cost, and a time slice would let thousands of chunks
+   through before the watcher runs; this way at most 16 go.
 """
 
 from __future__ import annotations
